@@ -1,0 +1,184 @@
+"""How a configuration is built and trained: optimizer, schedule, augmentation, batch size.
+
+`DigitsHyperModel` is keras-tuner's HyperModel for a `Space`: `build` declares the space's
+hyperparameters and compiles the model, `fit` feeds a `tf.data` pipeline that batches, augments
+(one random affine transform per image, in a parallel map, off the training thread) and
+prefetches. Retraining uses the same `compile_model` and `make_dataset`, so a configuration
+trains the same way in a search and after it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+
+from search.data import NUM_CLASSES
+from search.model import build_model
+from search.space import Space
+
+EVAL_BATCH = 1000  # validation batches: larger is faster, memory is no concern at 28x28
+SGD_MOMENTUM = 0.9
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    return math.ceil(n_images / batch_size)
+
+
+def learning_rate(config: dict[str, Any], steps: int, epochs: int) -> Any:
+    """The schedule of `config`: constant, exponential decay per epoch, or cosine."""
+    lr = config["learning_rate"]
+    if config["schedule"] == "exponential":
+        # As in the original write-up: the rate is multiplied by `decay_rate` after each epoch.
+        return keras.optimizers.schedules.ExponentialDecay(
+            lr, decay_steps=steps, decay_rate=config["decay_rate"], staircase=True
+        )
+    if config["schedule"] == "cosine":
+        warmup = min(config["warmup_epochs"], epochs - 1) * steps
+        return keras.optimizers.schedules.CosineDecay(
+            lr * 0.01 if warmup else lr,
+            decay_steps=max(epochs * steps - warmup, 1),
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    return lr
+
+
+def compile_model(model: keras.Model, config: dict[str, Any], steps: int, epochs: int) -> None:
+    """Compile with the optimizer, schedule and label smoothing of `config`."""
+    lr = learning_rate(config, steps, epochs)
+    wd = config["weight_decay"] or None
+    optimizer = {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=SGD_MOMENTUM, nesterov=True,
+                                            weight_decay=wd),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+    }[config["optimizer"]]()
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
+        metrics=["accuracy"],
+    )
+
+
+def augment_batch(images: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
+    """One random affine transform (rotate, shear, zoom, shift) per image, zero fill.
+
+    A single resampling per image instead of one per Keras random layer, and constant fill:
+    reflecting would mirror strokes into the border of a shifted digit.
+    """
+    n = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+
+    def uniform(limit: float) -> tf.Tensor:
+        return tf.random.uniform([n], -limit, limit)
+
+    theta = uniform(math.radians(config["rotation"]))
+    shear = tf.tan(uniform(math.radians(config["shear"])))
+    zoom = 1.0 + uniform(config["zoom"])
+    tx, ty = uniform(config["translate"] * w), uniform(config["translate"] * h)
+    # The transform maps output pixels back to input pixels: the inverse of
+    # out = R(theta) @ Shear @ zoom * (in - centre) + centre + shift.
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    m00, m01 = (cos + shear * sin) / zoom, (sin - shear * cos) / zoom
+    m10, m11 = -sin / zoom, cos / zoom
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    ox, oy = cx + tx, cy + ty
+    b0 = cx - (m00 * ox + m01 * oy)
+    b1 = cy - (m10 * ox + m11 * oy)
+    zeros = tf.zeros_like(theta)
+    transforms = tf.stack([m00, m01, b0, m10, m11, b1, zeros, zeros], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images[..., None], transforms=transforms, output_shape=[h, w],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+    return out[..., 0]
+
+
+def augments(config: dict[str, Any]) -> bool:
+    return any(config[k] > 0 for k in ("rotation", "zoom", "translate", "shear"))
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    config: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (float pixels 0..255, one-hot labels); shuffled and augmented when training.
+
+    Args:
+        config: the trial's values; given, the data is shuffled and augmented as it says.
+            None: evaluation order, no augmentation.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if config is not None:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def prepare(xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        xb = tf.cast(xb, tf.float32)
+        if config is not None and augments(config):
+            xb = augment_batch(xb, config)
+        return xb, tf.one_hot(tf.cast(yb, tf.int32), NUM_CLASSES)
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class DigitsHyperModel(kt.HyperModel):
+    """Builds and trains the CNNs of a `Space`.
+
+    Args:
+        space: what to try.
+        train_size: number of training images (sets steps per epoch for the schedules).
+        max_epochs: epoch cap per trial; Hyperband passes its own epochs to `fit`.
+        seed: shuffling seed.
+    """
+
+    def __init__(self, space: Space, train_size: int, max_epochs: int | None, seed: int = 0):
+        super().__init__(name=space.name)
+        self.space = space
+        self.train_size = train_size
+        self.max_epochs = max_epochs
+        self.seed = seed
+
+    def epochs(self, config: dict[str, Any]) -> int:
+        return min(config["epochs"], self.max_epochs or config["epochs"])
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        config = self.space.register(hp)
+        try:
+            model = build_model(config)
+        except ValueError as e:
+            raise kt.errors.FailedTrialError(f"cannot build this configuration: {e}") from None
+        compile_model(
+            model, config, steps_per_epoch(self.train_size, config["batch_size"]),
+            self.epochs(config),
+        )
+        return model
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: np.ndarray, y: np.ndarray,
+            validation_data: tuple[np.ndarray, np.ndarray], callbacks: list | None = None,
+            epochs: int | None = None, **kwargs: Any) -> keras.callbacks.History:
+        config = hp.values
+        train = make_dataset(x, y, config["batch_size"], config, seed=self.seed)
+        val = make_dataset(*validation_data, EVAL_BATCH)
+        callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
+        kwargs.setdefault("verbose", 0)
+        history = model.fit(
+            train, validation_data=val, epochs=epochs or self.epochs(config),
+            callbacks=callbacks, shuffle=False, **kwargs,  # `make_dataset` shuffles
+        )
+        losses = history.history.get("loss", [])
+        bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+        if bad:
+            raise kt.errors.FailedTrialError(
+                f"loss became {losses[bad[0]]} at epoch {bad[0] + 1 + kwargs.get('initial_epoch', 0)}"
+            )
+        return history

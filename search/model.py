@@ -1,0 +1,65 @@
+"""A pure function from hyperparameter values to an (uncompiled) Keras model.
+
+The model takes raw pixels, uint8 or float in 0..255, shaped [N, 28, 28], and scales them
+itself, so an exported model accepts images as they come. It uses standard
+Keras layers only: it saves and loads without this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from search.data import IMAGE_SHAPE, NUM_CLASSES
+
+
+def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model:
+    """Build the CNN described by `config` (the values of a space's parameters).
+
+    Raises:
+        ValueError: the configuration cannot be built (a feature map shrinks below the kernel).
+    """
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    x = layers.Reshape((*IMAGE_SHAPE, 1), name="channel")(inputs)
+    x = layers.Rescaling(1 / 255, name="scale")(x)
+    bn = config["batch_norm"]
+    for b in range(1, config["blocks"] + 1):
+        for c in range(1, config["convs_per_block"] + 1):
+            last = c == config["convs_per_block"]
+            strides = 2 if config["downsample"] == "strided" and last else 1
+            _check_fits(x, config["kernel_size"], config["padding"], f"block {b} conv {c}")
+            x = layers.Conv2D(config[f"filters_{b}"], config["kernel_size"], strides=strides,
+                              padding=config["padding"], use_bias=not bn,
+                              name=f"b{b}_conv{c}")(x)
+            x = _activate(x, bn, f"b{b}_conv{c}")
+        if config["downsample"] == "maxpool":
+            _check_fits(x, 2, "valid", f"block {b} pool")
+            x = layers.MaxPooling2D(2, name=f"b{b}_pool")(x)
+        if config["dropout_conv"] > 0:
+            x = layers.Dropout(config["dropout_conv"], name=f"b{b}_drop")(x)
+    if config["head"] == "gap":
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+    for d in range(1, config["dense_layers"] + 1):
+        x = layers.Dense(config["dense_units"], use_bias=not bn, name=f"dense{d}")(x)
+        x = _activate(x, bn, f"dense{d}")
+        if config["dropout_dense"] > 0:
+            x = layers.Dropout(config["dropout_dense"], name=f"dense{d}_drop")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities",
+                           dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _activate(x: Any, bn: bool, name: str) -> Any:
+    if bn:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _check_fits(x: Any, kernel: int, padding: str, where: str) -> None:
+    size = min(x.shape[1], x.shape[2])
+    if padding == "valid" and size < kernel:
+        raise ValueError(f"{where}: a {kernel}x{kernel} window does not fit the {size}x{size} map")

@@ -1,0 +1,365 @@
+"""Search spaces: a TOML file -> a validated `Space` -> keras-tuner hyperparameters.
+
+A space file has an optional `description` and three tables, `[model]`, `[augment]` and
+`[train]`. Every key is optional (the defaults are in `SCHEMA` below) and takes one of:
+
+    key = 3                                     # fixed value
+    key = {choice = [32, 48, 64]}               # one of a list
+    key = {min = 1e-4, max = 1e-2, sampling = "log"}   # a range; `step` optional, ints step 1
+
+Parsing validates everything up front and raises `SpaceError` with one line naming the file,
+the key and what is wrong. No TensorFlow here: `digits spaces` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+MAX_BLOCKS = 6
+
+
+class SpaceError(Exception):
+    """An invalid space file; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """Schema of one hyperparameter: its type, default and allowed values."""
+
+    type: type
+    default: Any
+    help: str
+    check: Callable[[Any], bool] = lambda v: True
+    rule: str = ""  # says what `check` demands, for error messages
+    options: tuple[str, ...] = ()
+
+
+def _range(t: type, default: Any, help: str, lo: float, hi: float | None = None, *,
+           lo_open: bool = False, hi_open: bool = False) -> Key:
+    def check(v: Any) -> bool:
+        above = v > lo if lo_open else v >= lo
+        below = hi is None or (v < hi if hi_open else v <= hi)
+        return above and below
+
+    left = "(" if lo_open else "["
+    right = "inf)" if hi is None else (f"{hi})" if hi_open else f"{hi}]")
+    return Key(t, default, help, check, f"in {left}{lo}, {right}")
+
+
+def _one_of(default: str, help: str, *options: str) -> Key:
+    return Key(str, default, help, lambda v: v in options, f"one of {', '.join(options)}", options)
+
+
+# Every knob a space can turn, with the default used when a space leaves it out.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "model": {
+        "blocks": _range(int, 2, "conv blocks", 1, MAX_BLOCKS),
+        "convs_per_block": _range(int, 1, "conv layers in each block", 1, 10),
+        **{
+            f"filters_{i}": _range(int, 32 * 2 ** min(i - 1, 2), f"filters of block {i}", 1, 1024)
+            for i in range(1, MAX_BLOCKS + 1)
+        },
+        "kernel_size": _range(int, 3, "conv kernel size", 1, 9),
+        "padding": _one_of("same", "conv padding ('valid' shrinks the map by k-1)", "same", "valid"),
+        "batch_norm": Key(bool, False, "batch norm after each conv and dense layer"),
+        "downsample": _one_of("maxpool", "after each block", "maxpool", "strided", "none"),
+        "dropout_conv": _range(float, 0.0, "dropout after each block", 0, 1, hi_open=True),
+        "head": _one_of("flatten", "flatten or global average pooling", "flatten", "gap"),
+        "dense_layers": _range(int, 1, "hidden dense layers", 0, 4),
+        "dense_units": _range(int, 128, "units of each hidden dense layer", 1, 4096),
+        "dropout_dense": _range(float, 0.0, "dropout after each dense layer", 0, 1, hi_open=True),
+    },
+    "augment": {
+        # One random affine transform per image; never flips (they change digits).
+        "rotation": _range(float, 0.0, "max rotation, degrees", 0, 90),
+        "zoom": _range(float, 0.0, "max zoom in/out, fraction", 0, 0.5),
+        "translate": _range(float, 0.0, "max shift, fraction of the image", 0, 0.5),
+        "shear": _range(float, 0.0, "max shear, degrees", 0, 45),
+    },
+    "train": {
+        "optimizer": _one_of("adam", "optimizer", "adam", "adamw", "sgd", "rmsprop"),
+        "learning_rate": _range(float, 1e-3, "initial learning rate", 0, 10, lo_open=True),
+        "schedule": _one_of("exponential", "learning-rate schedule", "constant", "exponential",
+                            "cosine"),
+        "decay_rate": _range(float, 0.9, "exponential: LR factor per epoch", 0, 1, lo_open=True),
+        "warmup_epochs": _range(int, 0, "cosine: linear warm-up epochs", 0, 100),
+        "weight_decay": _range(float, 0.0, "adamw/sgd weight decay", 0, 1),
+        "label_smoothing": _range(float, 0.0, "label smoothing", 0, 1, hi_open=True),
+        "batch_size": _range(int, 128, "batch size", 1, 8192),
+        "epochs": _range(int, 10, "epochs per trial (Hyperband: its max_epochs)", 1, 1000),
+    },
+}
+KEY_TYPES = {name: key for table in SCHEMA.values() for name, key in table.items()}
+BUILTIN_DIRS = (
+    Path(__file__).parent / "spaces",  # installed wheel: spaces/ is shipped inside the package
+    Path(__file__).parent.parent / "spaces",  # source checkout or editable install
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: a fixed value, a choice, or a range."""
+
+    name: str
+    type: type
+    fixed: Any = None
+    choice: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    sampling: str = "linear"
+
+    @property
+    def tunable(self) -> bool:
+        return self.choice is not None or self.min is not None
+
+    def size(self) -> int | None:
+        """Number of distinct values, or None when continuous."""
+        if self.choice is not None:
+            return len(self.choice)
+        if self.min is None:
+            return 1
+        if self.type is int or self.step is not None:
+            step = self.step or 1
+            if self.sampling == "log":  # keras-tuner: log steps multiply by `step`
+                return int(math.floor(math.log(self.max / self.min, step) + 1e-9)) + 1
+            return int(math.floor((self.max - self.min) / step + 1e-9)) + 1
+        return None
+
+    def edges(self) -> tuple[Any, Any] | None:
+        """Lowest and highest values of a numeric range or choice with an inside.
+
+        None for fixed, non-numeric and two-valued params: with two values both are edges,
+        and a best value on one says nothing about the space being too narrow.
+        """
+        if self.type not in (int, float) or (self.size() or 3) < 3:
+            return None
+        if self.min is not None:
+            return self.min, self.max
+        if self.choice is not None:
+            return min(self.choice), max(self.choice)
+        return None
+
+    def describe(self) -> str:
+        if self.choice is not None:
+            return "{" + ", ".join(map(str, self.choice)) + "}"
+        if self.min is not None:
+            step = f" step {self.step}" if self.step else ""
+            log = " log" if self.sampling == "log" else ""
+            return f"[{self.min}, {self.max}]{step}{log}"
+        return str(self.fixed)
+
+    def register(self, hp: Any, **condition: Any) -> Any:
+        """Declare this parameter on a keras-tuner `HyperParameters`; return its value."""
+        if self.choice is not None:
+            return hp.Choice(self.name, list(self.choice), **condition)
+        if self.min is None:
+            return hp.Fixed(self.name, self.fixed, **condition)
+        if self.type is int:
+            return hp.Int(self.name, int(self.min), int(self.max), step=self.step,
+                          sampling=self.sampling, **condition)
+        return hp.Float(self.name, float(self.min), float(self.max), step=self.step,
+                        sampling=self.sampling, **condition)
+
+
+@dataclass(frozen=True)
+class Space:
+    """A validated search space."""
+
+    name: str
+    path: str
+    description: str
+    params: dict[str, Param] = field(default_factory=dict)
+
+    def max_blocks(self) -> int:
+        p = self.params["blocks"]
+        return int(p.max if p.min is not None else max(p.choice) if p.choice else p.fixed)
+
+    def active(self) -> list[Param]:
+        """The params a model can use: filters only up to the largest block count."""
+        return [
+            p for p in self.params.values()
+            if not (p.name.startswith("filters_") and int(p.name[8:]) > self.max_blocks())
+        ]
+
+    def size(self) -> int | None:
+        """Distinct configurations, or None when some parameter is continuous."""
+        blocks = self.params["blocks"]
+        other = [p for p in self.active() if p.name != "blocks" and not _is_filter(p)]
+        sizes = [p.size() for p in other]
+        if any(s is None for s in sizes):
+            return None
+        counts = []
+        for b in _values(blocks):
+            per_block = [self.params[f"filters_{i}"].size() for i in range(1, b + 1)]
+            if any(s is None for s in per_block):
+                return None
+            counts.append(math.prod(per_block))
+        return sum(counts) * math.prod(sizes)
+
+    def with_fixed(self, name: str, value: Any) -> Space:
+        """A copy with one parameter fixed (Hyperband owns the epoch count, for instance)."""
+        params = dict(self.params)
+        params[name] = Param(name, params[name].type, fixed=value)
+        return replace(self, params=params)
+
+    def register(self, hp: Any) -> dict[str, Any]:
+        """Declare every active parameter on `hp`; return the values of this trial.
+
+        When the block count is tuned, `filters_i` is conditional on `blocks >= i`, so the
+        tuners neither sample nor count filters of blocks a model does not have.
+        """
+        values = {}
+        blocks = self.params["blocks"]
+        for p in self.active():
+            if _is_filter(p) and blocks.tunable:
+                i = int(p.name[8:])
+                needed = [b for b in _values(blocks) if b >= i]
+                if len(needed) < len(_values(blocks)):
+                    values[p.name] = p.register(hp, parent_name="blocks", parent_values=needed)
+                    continue
+            values[p.name] = p.register(hp)
+        return values
+
+    def to_dict(self) -> dict[str, str]:
+        """Each active parameter as a short string, for study records and listings."""
+        return {p.name: p.describe() for p in self.active()}
+
+
+def _is_filter(p: Param) -> bool:
+    return p.name.startswith("filters_")
+
+
+def _values(p: Param) -> list[int]:
+    if p.choice is not None:
+        return sorted(p.choice)
+    if p.min is not None:
+        return list(range(int(p.min), int(p.max) + 1, int(p.step or 1)))
+    return [p.fixed]
+
+
+def builtin_spaces() -> dict[str, Path]:
+    """Name -> path of every built-in space."""
+    for folder in BUILTIN_DIRS:
+        if folder.is_dir():
+            return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+    return {}
+
+
+def resolve(name_or_path: str) -> Path:
+    """A built-in space name or a path to a TOML file -> the file's path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SpaceError(f"{path}: no such space file")
+        return path
+    builtin = builtin_spaces()
+    if name_or_path in builtin:
+        return builtin[name_or_path]
+    raise SpaceError(
+        f"unknown space '{name_or_path}': built-in spaces are {', '.join(builtin)} "
+        "(or give the path of a .toml file)"
+    )
+
+
+def load(name_or_path: str) -> Space:
+    """Read and validate a space (built-in name or path)."""
+    path = resolve(name_or_path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{path}: not valid TOML ({e})") from None
+    return parse(doc, path)
+
+
+def parse(doc: dict[str, Any], path: Path) -> Space:
+    """Validate a parsed TOML document against `SCHEMA`."""
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise SpaceError(f"{path}: description must be a string")
+    for section in doc:
+        if section != "description" and section not in SCHEMA:
+            raise SpaceError(
+                f"{path}: unknown table [{section}]{_suggest(section, SCHEMA)}; "
+                f"tables are {', '.join(f'[{s}]' for s in SCHEMA)}"
+            )
+    params = {}
+    for section, keys in SCHEMA.items():
+        table = doc.get(section, {})
+        if not isinstance(table, dict):
+            raise SpaceError(f"{path}: {section} must be a table [{section}]")
+        for name in table:
+            if name not in keys:
+                raise SpaceError(
+                    f"{path}: [{section}] unknown key '{name}'{_suggest(name, keys)}"
+                )
+        for name, key in keys.items():
+            where = f"{path}: [{section}] {name}"
+            params[name] = _param(where, name, key, table.get(name, key.default))
+    return Space(path.stem, str(path), description.strip(), params)
+
+
+def _suggest(word: str, known: dict) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _param(where: str, name: str, key: Key, raw: Any) -> Param:
+    if not isinstance(raw, dict):
+        return Param(name, key.type, fixed=_value(where, key, raw))
+    fields = set(raw)
+    if "choice" in fields:
+        if fields != {"choice"}:
+            raise SpaceError(f"{where}: a choice takes no other fields, got {sorted(fields)}")
+        choice = raw["choice"]
+        if not isinstance(choice, list) or not choice:
+            raise SpaceError(f"{where}: choice must be a non-empty list")
+        values = tuple(_value(where, key, v) for v in choice)
+        if len(set(values)) != len(values):
+            raise SpaceError(f"{where}: choice has duplicate values")
+        return Param(name, key.type, choice=values)
+    if not fields <= {"min", "max", "step", "sampling"} or not {"min", "max"} <= fields:
+        raise SpaceError(
+            f"{where}: expected a value, {{choice = [...]}} or {{min, max, step?, sampling?}}, "
+            f"got fields {sorted(fields)}"
+        )
+    if key.type not in (int, float):
+        raise SpaceError(f"{where}: a {key.type.__name__} key takes a value or a choice, not a range")
+    lo, hi = _value(where, key, raw["min"]), _value(where, key, raw["max"])
+    if lo > hi:
+        raise SpaceError(f"{where}: min {lo} is greater than max {hi}")
+    sampling = raw.get("sampling", "linear")
+    if sampling not in ("linear", "log"):
+        raise SpaceError(f"{where}: sampling must be 'linear' or 'log', got {sampling!r}")
+    if sampling == "log" and lo <= 0:
+        raise SpaceError(f"{where}: log sampling needs min > 0, got {lo}")
+    step = raw.get("step")
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, int | float) or step <= 0:
+            raise SpaceError(f"{where}: step must be a positive number, got {step!r}")
+        if key.type is int and not isinstance(step, int):
+            raise SpaceError(f"{where}: step of an integer key must be an integer, got {step}")
+        if sampling == "log" and step <= 1:
+            raise SpaceError(f"{where}: a log range's step is a factor and must be > 1")
+    return Param(name, key.type, min=lo, max=hi, step=step, sampling=sampling)
+
+
+def _value(where: str, key: Key, v: Any) -> Any:
+    ok = {
+        int: isinstance(v, int) and not isinstance(v, bool),
+        float: isinstance(v, int | float) and not isinstance(v, bool),
+        bool: isinstance(v, bool),
+        str: isinstance(v, str),
+    }[key.type]
+    if not ok:
+        raise SpaceError(f"{where}: expected {key.type.__name__}, got {v!r}")
+    v = key.type(v)
+    if not key.check(v):
+        raise SpaceError(f"{where}: {v!r} is not {key.rule}")
+    return v

@@ -1,0 +1,378 @@
+"""Run a keras-tuner search over a space: tuner, callbacks, progress, summary.
+
+The tuners are keras-tuner's own. This module chooses one, hands it the HyperModel, a
+`keras.callbacks.TensorBoard` (keras-tuner gives each trial its own log folder and writes the
+HParams) and early stopping, then reports progress and the best trials from the oracle's
+records, which are the source of truth: a resumed search reports the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+from rich.console import Console
+from rich.table import Table
+
+from search import data as data_mod
+from search.hypermodel import DigitsHyperModel
+from search.space import Space
+from search.study import Study, StudyError, new_record
+
+TUNERS = ("hyperband", "random", "bayesian", "grid")
+OBJECTIVE = "val_accuracy"
+DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
+HYPERBAND_FACTOR = 3
+# Fields of a study record that must match to resume it; budgets (max_trials) may grow.
+IDENTITY = ("space", "tuner", "max_epochs", "executions", "data", "seed")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything a search needs besides the space; the CLI fills it from its flags."""
+
+    study: str
+    tuner: str = "hyperband"
+    max_trials: int | None = None
+    max_epochs: int | None = None
+    train_size: int | None = None
+    val_size: int = 5000
+    executions: int = 1
+    patience: int = 3
+    seed: int = 0
+    data: str | None = None
+    root: Path = Path("logs")
+    overwrite: bool = False
+    top: int = 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a search will run: epochs of each planned trial, in order."""
+
+    trial_epochs: list[int]
+
+    @property
+    def trials(self) -> int:
+        return len(self.trial_epochs)
+
+    @property
+    def epochs(self) -> int:
+        return sum(self.trial_epochs)
+
+
+def hyperband_epochs(max_epochs: int, factor: int = HYPERBAND_FACTOR) -> list[int]:
+    """Epochs trained by each trial of one Hyperband iteration, in the order they run.
+
+    Mirrors keras-tuner's HyperbandOracle: brackets from the most aggressive down, each round
+    keeping the best 1/factor of the last and training them on from where they stopped.
+    """
+    brackets, e = 0, max_epochs
+    while e >= 1:
+        e, brackets = e / factor, brackets + 1
+    end0 = math.ceil(1 + math.log(max_epochs, factor))
+
+    def size(b: int, r: int) -> int:
+        return math.ceil(end0 / (b + 1) * factor ** (b - r))
+
+    def epochs(b: int, r: int) -> int:
+        return math.ceil(max_epochs / factor ** (b - r))
+
+    out = []
+    for b in reversed(range(brackets)):
+        for r in range(b + 1):
+            out += [epochs(b, r) - (epochs(b, r - 1) if r else 0)] * size(b, r)
+    return out
+
+
+def make_plan(space: Space, opts: SearchOptions) -> Plan:
+    epochs = trial_epochs(space, opts)
+    if opts.tuner == "hyperband":
+        per_trial = hyperband_epochs(epochs)
+        return Plan(per_trial[: opts.max_trials] if opts.max_trials else per_trial)
+    size = space.size()
+    default = size if opts.tuner == "grid" else DEFAULT_MAX_TRIALS
+    trials = opts.max_trials or default
+    if size is not None:
+        trials = min(trials, size)
+    return Plan([epochs] * trials)
+
+
+def trial_epochs(space: Space, opts: SearchOptions) -> int:
+    """The most epochs a trial trains: the space's largest `epochs`, capped by --max-epochs."""
+    p = space.params["epochs"]
+    most = int(p.max if p.min is not None else max(p.choice) if p.choice else p.fixed)
+    return min(most, opts.max_epochs or most)
+
+
+def check_tuner(space: Space, tuner: str) -> None:
+    if tuner not in TUNERS:
+        raise StudyError(f"unknown tuner '{tuner}': choose one of {', '.join(TUNERS)}")
+    if tuner == "grid" and space.size() is None:
+        continuous = [p.name for p in space.active() if p.size() is None]
+        raise StudyError(
+            f"{space.path}: the grid tuner needs a finite space, but {', '.join(continuous)} "
+            "is a continuous range (give it a step or a choice)"
+        )
+
+
+def make_tuner(kind: str, hypermodel: DigitsHyperModel, study: Study, opts: SearchOptions,
+               plan: Plan) -> kt.Tuner:
+    common = dict(
+        hypermodel=hypermodel, objective=kt.Objective(OBJECTIVE, "max"), seed=opts.seed,
+        executions_per_trial=opts.executions, directory=str(study.dir), project_name="tuner",
+        overwrite=False,
+    )
+    if kind == "hyperband":
+        tuner = kt.Hyperband(max_epochs=trial_epochs(hypermodel.space, opts),
+                             factor=HYPERBAND_FACTOR, **common)
+        # keras-tuner's Hyperband takes no trial budget; its oracle honours one all the same.
+        tuner.oracle.max_trials = plan.trials
+        return tuner
+    cls = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization,
+           "grid": kt.GridSearch}[kind]
+    return cls(max_trials=plan.trials, **common)
+
+
+def study_record(space: Space, opts: SearchOptions, dataset: data_mod.Dataset,
+                 split: data_mod.Split, command: str) -> dict[str, Any]:
+    return new_record(
+        command,
+        study=opts.study,
+        space={"name": space.name, "path": space.path, "description": space.description,
+               "params": space.to_dict()},
+        space_toml=Path(space.path).read_text(encoding="utf-8"),
+        tuner=opts.tuner,
+        max_trials=opts.max_trials,
+        max_epochs=trial_epochs(space, opts),
+        executions=opts.executions,
+        patience=opts.patience,
+        data={"source": dataset.source, "sha256": dataset.sha256,
+              "train": len(split.y_train), "val": len(split.y_val)},
+        seed=opts.seed,
+    )
+
+
+def check_resumable(study: Study, record: dict[str, Any]) -> dict[str, Any]:
+    """The stored record, updated for this run; refuse if the study was made differently."""
+    old = study.read()
+    for key in IDENTITY:
+        if old.get(key) != record[key]:
+            raise StudyError(
+                f"study '{study.name}' was made with a different {key}; rerun its original "
+                f"command ({old.get('commands', ['?'])[0]}), pass --overwrite to start over, "
+                "or pick another --study"
+            )
+    return {**old, "max_trials": record["max_trials"],
+            "commands": [*old.get("commands", []), *record["commands"]]}
+
+
+def run_search(space: Space, opts: SearchOptions, command: str,
+               console: Console | None = None) -> kt.Tuner:
+    """Search `space` as `opts` says, resuming the study if it exists. Returns the tuner."""
+    console = console or Console()
+    check_tuner(space, opts.tuner)
+    if opts.tuner == "hyperband":
+        space = space.with_fixed("epochs", trial_epochs(space, opts))
+    study = Study(opts.study, opts.root)
+    dataset = data_mod.load(opts.data)
+    split = data_mod.split(dataset, opts.val_size, opts.train_size, opts.seed)
+    record = study_record(space, opts, dataset, split, command)
+    plan = make_plan(space, opts)
+    with study.lock():
+        if opts.overwrite:
+            study.remove()
+        resuming = study.exists()
+        if resuming:
+            record = check_resumable(study, record)
+        elif study.tuner_dir.exists():
+            raise StudyError(f"{study.dir}: tuner state without study.json; pass --overwrite")
+        keras.utils.set_random_seed(opts.seed)
+        hypermodel = DigitsHyperModel(space, len(split.y_train), trial_epochs(space, opts),
+                                      opts.seed)
+        tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
+        study.write(record)
+        _header(console, space, opts, plan, split, study, resuming)
+        progress = SearchProgress(tuner, plan, console)
+        try:
+            tuner.search(
+                split.x_train, split.y_train, validation_data=(split.x_val, split.y_val),
+                callbacks=[
+                    keras.callbacks.TensorBoard(str(study.tensorboard_dir), write_graph=False,
+                                                profile_batch=0),
+                    keras.callbacks.EarlyStopping(OBJECTIVE, patience=opts.patience, mode="max"),
+                    progress,
+                ],
+                verbose=0,
+            )
+        except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
+            progress.report_ended()
+            raise StudyError(f"search stopped: {str(e).splitlines()[0]}") from None
+        progress.report_ended()
+    summarize(tuner, space, plan, console, opts.top)
+    return tuner
+
+
+def _header(console: Console, space: Space, opts: SearchOptions, plan: Plan,
+            split: data_mod.Split, study: Study, resuming: bool) -> None:
+    size = space.size()
+    configs = f"{size:,} configurations" if size is not None else "continuous"
+    verb = "Resuming" if resuming else "Starting"
+    console.print(
+        f"[bold]{verb} study {opts.study}[/] in {study.dir}/ · space {space.name} ({configs}) · "
+        f"{opts.tuner} · {plan.trials} trials, {plan.epochs} epochs planned · "
+        f"train {len(split.y_train):,} / validation {len(split.y_val):,} images",
+        highlight=False,
+    )
+
+
+def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
+    """Completed trials, best first (keras-tuner pads its own list with failed ones)."""
+    done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    return sorted(done, key=lambda t: t.score, reverse=True)
+
+
+def failure_reason(trial: kt.engine.trial.Trial) -> str:
+    """The last line of the trial's traceback: keras-tuner stores the whole of it."""
+    lines = [ln for ln in (trial.message or "").strip().splitlines() if ln.strip()]
+    return lines[-1].split("FailedTrialError: ")[-1] if lines else "unknown error"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class SearchProgress(keras.callbacks.Callback):
+    """Reports each trial as it starts and ends, with elapsed time and an ETA.
+
+    Trial outcomes are read from the oracle once a trial has ended, so failures (NaN loss,
+    unbuildable models) are reported like successes. keras-tuner deep-copies callbacks for
+    every trial; this one is shared on purpose, so the copy is the object itself.
+    """
+
+    def __init__(self, tuner: kt.Tuner, plan: Plan, console: Console):
+        super().__init__()
+        self.tuner, self.plan, self.console = tuner, plan, console
+        self.started = time.monotonic()
+        self.reported = set(tuner.oracle.end_order)
+        self.epochs_done = 0  # in this process, for the ETA
+        self.trial_started = self.started
+        self.current: tuple[str, int] = ("", 0)  # (trial id, epochs it has run here)
+
+    def __deepcopy__(self, memo: dict) -> SearchProgress:
+        return self
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.report_ended()
+        trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id)
+        if trial is None:
+            return
+        self.trial_started = time.monotonic()
+        self.current = (trial.trial_id, 0)
+        shown = {k: v for k, v in trial.hyperparameters.values.items()
+                 if k in self.tuner.hypermodel.space.params
+                 and self.tuner.hypermodel.space.params[k].tunable}
+        extra = ""
+        if "tuner/initial_epoch" in trial.hyperparameters.values:
+            v = trial.hyperparameters.values
+            extra = f" · epochs {v['tuner/initial_epoch'] + 1}-{v['tuner/epochs']}"
+        values = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
+        self.console.print(
+            f"Trial {len(self.tuner.oracle.trials)}/{self.plan.trials} "
+            f"[dim](id {trial.trial_id}{extra})[/]: {values}", highlight=False,
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs_done += 1
+        self.current = (self.current[0], self.current[1] + 1)
+
+    def report_ended(self) -> None:
+        """Print one line for each trial that ended since the last call."""
+        oracle = self.tuner.oracle
+        for trial_id in oracle.end_order:
+            if trial_id in self.reported:
+                continue
+            self.reported.add(trial_id)
+            trial = oracle.trials[trial_id]
+            took = _duration(time.monotonic() - self.trial_started)
+            ran = f", {self.current[1]} epochs run" if self.current[0] == trial_id else ""
+            if trial.status == "COMPLETED":
+                outcome = (f"[green]{OBJECTIVE} {trial.score:.4f}[/] (best at epoch "
+                           f"{trial.best_step + 1}{ran})")
+            else:
+                outcome = f"[red]failed[/]: {failure_reason(trial)}"
+            self.console.print(f"  trial {trial_id} {outcome} in {took} · {self._eta()}",
+                               highlight=False)
+
+    def _eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        ended = len(self.tuner.oracle.end_order)
+        remaining = sum(self.plan.trial_epochs[ended:])
+        if not self.epochs_done or not remaining:
+            return f"elapsed {_duration(elapsed)}"
+        eta = elapsed / self.epochs_done * remaining
+        return f"elapsed {_duration(elapsed)}, ETA {_duration(eta)} (at most {remaining} epochs)"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def edge_warnings(space: Space, values: dict[str, Any]) -> list[str]:
+    """Best values at the edge of their range: the optimum may lie outside the space."""
+    warnings = []
+    for p in space.active():
+        edges = p.edges()
+        if edges is None or p.name not in values:
+            continue
+        side = "lower" if values[p.name] == edges[0] else "upper" if values[p.name] == edges[1] else None
+        if side:
+            warnings.append(
+                f"best {p.name}={_fmt(values[p.name])} sits at the {side} edge of "
+                f"{p.describe()}: consider widening the space"
+            )
+    return warnings
+
+
+def summarize(tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: int) -> None:
+    """A table of the best trials (one column each), failures, and edge warnings."""
+    oracle = tuner.oracle
+    done = completed_trials(tuner)
+    failed = [t for t in oracle.trials.values() if t.status == "FAILED"]
+    console.print(
+        f"\n[bold]{len(done)} trials completed[/], {len(failed)} failed, "
+        f"{len(oracle.trials)} of {plan.trials} planned.", highlight=False,
+    )
+    if len(oracle.trials) < plan.trials and not oracle.ongoing_trials:
+        console.print(f"The tuner found no new configurations to try after {len(oracle.trials)} "
+                      "trials: the space is exhausted for it.")
+    for t in failed:
+        console.print(f"  trial {t.trial_id} failed: {failure_reason(t)}", highlight=False)
+    if not done:
+        return
+    best = done[:top]
+    table = Table(title=f"Best {len(best)} trials by {OBJECTIVE}", title_justify="left")
+    table.add_column("", style="bold")
+    for rank, t in enumerate(best, 1):
+        table.add_column(f"#{rank} {t.trial_id}", justify="right")
+    table.add_row(OBJECTIVE, *(f"{t.score:.4f}" for t in best))
+    table.add_row("best epoch", *(str(t.best_step + 1) for t in best))
+    for p in space.active():
+        if p.tunable:
+            table.add_row(p.name, *(_fmt(t.hyperparameters.values.get(p.name, "-")) for t in best))
+    console.print(table)
+    for warning in edge_warnings(space, best[0].hyperparameters.values):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+

@@ -53,10 +53,18 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from search.tune import SearchOptions, run_search
 
     opts = SearchOptions(
-        study=args.study or space.name, tuner=args.tuner, max_trials=args.max_trials,
-        max_epochs=args.max_epochs, train_size=args.train_size, val_size=args.val_size,
-        executions=args.executions, patience=args.patience, seed=args.seed, data=args.data,
-        root=args.logs, overwrite=args.overwrite,
+        study=args.study or space.name,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        max_epochs=args.max_epochs,
+        train_size=args.train_size,
+        val_size=args.val_size,
+        executions=args.executions,
+        patience=args.patience,
+        seed=args.seed,
+        data=args.data,
+        root=args.logs,
+        overwrite=args.overwrite,
     )
     run_search(space, opts, command=args.command, console=console)
     return 0
@@ -66,8 +74,17 @@ def cmd_board(args: argparse.Namespace, console: Console) -> int:
     logdir = args.logs / args.study if args.study else args.logs
     if not logdir.exists():
         raise StudyError(f"{logdir}: nothing to show yet; run `digits search` first")
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-           "--host", "127.0.0.1", "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}/"
     try:
@@ -105,27 +122,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("spaces", help="list the built-in search spaces")
     p.set_defaults(func=cmd_spaces)
 
-    p = sub.add_parser("search", help="run (or resume) a tuning search",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "search",
+        help="run (or resume) a tuning search",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--space", required=True, help="built-in space name or path to a .toml")
-    p.add_argument("--tuner", default="hyperband",
-                   choices=("hyperband", "random", "bayesian", "grid"))
+    p.add_argument(
+        "--tuner", default="hyperband", choices=("hyperband", "random", "bayesian", "grid")
+    )
     p.add_argument("--study", help="study name under --logs (default: the space's name)")
-    p.add_argument("--max-trials", type=_positive, help="trial budget (default: random/bayesian "
-                   "10, grid the whole grid, hyperband its brackets)")
-    p.add_argument("--max-epochs", type=_positive, help="cap on epochs per trial "
-                   "(default: the space's epochs)")
-    p.add_argument("--train-size", type=_positive,
-                   help="train on a stratified subset of this many images, for fast searches")
-    p.add_argument("--val-size", type=_positive, default=5000,
-                   help="validation images carved from the training set")
-    p.add_argument("--executions", type=_positive, default=1,
-                   help="trainings per trial, averaged")
-    p.add_argument("--patience", type=_positive, default=3,
-                   help="stop a trial after this many epochs without a better val_accuracy")
+    p.add_argument(
+        "--max-trials",
+        type=_positive,
+        help="trial budget (default: random/bayesian "
+        "10, grid the whole grid, hyperband its brackets)",
+    )
+    p.add_argument(
+        "--max-epochs", type=_positive, help="cap on epochs per trial (default: the space's epochs)"
+    )
+    p.add_argument(
+        "--train-size",
+        type=_positive,
+        help="train on a stratified subset of this many images, for fast searches",
+    )
+    p.add_argument(
+        "--val-size",
+        type=_positive,
+        default=5000,
+        help="validation images carved from the training set",
+    )
+    p.add_argument("--executions", type=_positive, default=1, help="trainings per trial, averaged")
+    p.add_argument(
+        "--patience",
+        type=_positive,
+        default=3,
+        help="stop a trial after this many epochs without a better val_accuracy",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", help=".npz in Keras layout or folder of IDX files "
-                   "(default: the bundled MNIST)")
+    p.add_argument(
+        "--data", help=".npz in Keras layout or folder of IDX files (default: the bundled MNIST)"
+    )
     p.add_argument("--logs", type=Path, default=DEFAULT_ROOT, help="where studies live")
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
     p.set_defaults(func=cmd_search)

@@ -164,9 +164,7 @@ def stratified_indices(y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray,
     exact = counts * size / len(y)
     quota = np.floor(exact).astype(int)
     quota[np.argsort(quota - exact)[: size - quota.sum()]] += 1
-    picked = np.concatenate(
-        [order[y[order] == c][:k] for c, k in zip(classes, quota, strict=True)]
-    )
+    picked = np.concatenate([order[y[order] == c][:k] for c, k in zip(classes, quota, strict=True)])
     picked = np.sort(picked)
     rest = np.setdiff1d(np.arange(len(y)), picked, assume_unique=True)
     return picked, rest

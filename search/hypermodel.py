@@ -55,8 +55,9 @@ def compile_model(model: keras.Model, config: dict[str, Any], steps: int, epochs
     optimizer = {
         "adam": lambda: keras.optimizers.Adam(lr),
         "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004),
-        "sgd": lambda: keras.optimizers.SGD(lr, momentum=SGD_MOMENTUM, nesterov=True,
-                                            weight_decay=wd),
+        "sgd": lambda: keras.optimizers.SGD(
+            lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=wd
+        ),
         "rmsprop": lambda: keras.optimizers.RMSprop(lr),
     }[config["optimizer"]]()
     model.compile(
@@ -94,8 +95,12 @@ def augment_batch(images: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
     zeros = tf.zeros_like(theta)
     transforms = tf.stack([m00, m01, b0, m10, m11, b1, zeros, zeros], axis=1)
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images[..., None], transforms=transforms, output_shape=[h, w],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+        images=images[..., None],
+        transforms=transforms,
+        output_shape=[h, w],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
     )
     return out[..., 0]
 
@@ -158,27 +163,42 @@ class DigitsHyperModel(kt.HyperModel):
         except ValueError as e:
             raise kt.errors.FailedTrialError(f"cannot build this configuration: {e}") from None
         compile_model(
-            model, config, steps_per_epoch(self.train_size, config["batch_size"]),
+            model,
+            config,
+            steps_per_epoch(self.train_size, config["batch_size"]),
             self.epochs(config),
         )
         return model
 
-    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: np.ndarray, y: np.ndarray,
-            validation_data: tuple[np.ndarray, np.ndarray], callbacks: list | None = None,
-            epochs: int | None = None, **kwargs: Any) -> keras.callbacks.History:
+    def fit(
+        self,
+        hp: kt.HyperParameters,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        validation_data: tuple[np.ndarray, np.ndarray],
+        callbacks: list | None = None,
+        epochs: int | None = None,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
         config = hp.values
         train = make_dataset(x, y, config["batch_size"], config, seed=self.seed)
         val = make_dataset(*validation_data, EVAL_BATCH)
         callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
         kwargs.setdefault("verbose", 0)
         history = model.fit(
-            train, validation_data=val, epochs=epochs or self.epochs(config),
-            callbacks=callbacks, shuffle=False, **kwargs,  # `make_dataset` shuffles
+            train,
+            validation_data=val,
+            epochs=epochs or self.epochs(config),
+            callbacks=callbacks,
+            shuffle=False,
+            **kwargs,  # `make_dataset` shuffles
         )
         losses = history.history.get("loss", [])
         bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+        first = kwargs.get("initial_epoch", 0)
         if bad:
             raise kt.errors.FailedTrialError(
-                f"loss became {losses[bad[0]]} at epoch {bad[0] + 1 + kwargs.get('initial_epoch', 0)}"
+                f"loss became {losses[bad[0]]} at epoch {bad[0] + 1 + first}"
             )
         return history

@@ -30,9 +30,14 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
             last = c == config["convs_per_block"]
             strides = 2 if config["downsample"] == "strided" and last else 1
             _check_fits(x, config["kernel_size"], config["padding"], f"block {b} conv {c}")
-            x = layers.Conv2D(config[f"filters_{b}"], config["kernel_size"], strides=strides,
-                              padding=config["padding"], use_bias=not bn,
-                              name=f"b{b}_conv{c}")(x)
+            x = layers.Conv2D(
+                config[f"filters_{b}"],
+                config["kernel_size"],
+                strides=strides,
+                padding=config["padding"],
+                use_bias=not bn,
+                name=f"b{b}_conv{c}",
+            )(x)
             x = _activate(x, bn, f"b{b}_conv{c}")
         if config["downsample"] == "maxpool":
             _check_fits(x, 2, "valid", f"block {b} pool")
@@ -48,8 +53,9 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
         x = _activate(x, bn, f"dense{d}")
         if config["dropout_dense"] > 0:
             x = layers.Dropout(config["dropout_dense"], name=f"dense{d}_drop")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities",
-                           dtype="float32")(x)
+    outputs = layers.Dense(
+        NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -40,8 +40,16 @@ class Key:
     options: tuple[str, ...] = ()
 
 
-def _range(t: type, default: Any, help: str, lo: float, hi: float | None = None, *,
-           lo_open: bool = False, hi_open: bool = False) -> Key:
+def _range(
+    t: type,
+    default: Any,
+    help: str,
+    lo: float,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Key:
     def check(v: Any) -> bool:
         above = v > lo if lo_open else v >= lo
         below = hi is None or (v < hi if hi_open else v <= hi)
@@ -66,7 +74,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
             for i in range(1, MAX_BLOCKS + 1)
         },
         "kernel_size": _range(int, 3, "conv kernel size", 1, 9),
-        "padding": _one_of("same", "conv padding ('valid' shrinks the map by k-1)", "same", "valid"),
+        "padding": _one_of(
+            "same", "conv padding ('valid' shrinks the map by k-1)", "same", "valid"
+        ),
         "batch_norm": Key(bool, False, "batch norm after each conv and dense layer"),
         "downsample": _one_of("maxpool", "after each block", "maxpool", "strided", "none"),
         "dropout_conv": _range(float, 0.0, "dropout after each block", 0, 1, hi_open=True),
@@ -85,8 +95,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "train": {
         "optimizer": _one_of("adam", "optimizer", "adam", "adamw", "sgd", "rmsprop"),
         "learning_rate": _range(float, 1e-3, "initial learning rate", 0, 10, lo_open=True),
-        "schedule": _one_of("exponential", "learning-rate schedule", "constant", "exponential",
-                            "cosine"),
+        "schedule": _one_of(
+            "exponential", "learning-rate schedule", "constant", "exponential", "cosine"
+        ),
         "decay_rate": _range(float, 0.9, "exponential: LR factor per epoch", 0, 1, lo_open=True),
         "warmup_epochs": _range(int, 0, "cosine: linear warm-up epochs", 0, 100),
         "weight_decay": _range(float, 0.0, "adamw/sgd weight decay", 0, 1),
@@ -128,8 +139,8 @@ class Param:
         if self.type is int or self.step is not None:
             step = self.step or 1
             if self.sampling == "log":  # keras-tuner: log steps multiply by `step`
-                return int(math.floor(math.log(self.max / self.min, step) + 1e-9)) + 1
-            return int(math.floor((self.max - self.min) / step + 1e-9)) + 1
+                return math.floor(math.log(self.max / self.min, step) + 1e-9) + 1
+            return math.floor((self.max - self.min) / step + 1e-9) + 1
         return None
 
     def edges(self) -> tuple[Any, Any] | None:
@@ -162,10 +173,22 @@ class Param:
         if self.min is None:
             return hp.Fixed(self.name, self.fixed, **condition)
         if self.type is int:
-            return hp.Int(self.name, int(self.min), int(self.max), step=self.step,
-                          sampling=self.sampling, **condition)
-        return hp.Float(self.name, float(self.min), float(self.max), step=self.step,
-                        sampling=self.sampling, **condition)
+            return hp.Int(
+                self.name,
+                int(self.min),
+                int(self.max),
+                step=self.step,
+                sampling=self.sampling,
+                **condition,
+            )
+        return hp.Float(
+            self.name,
+            float(self.min),
+            float(self.max),
+            step=self.step,
+            sampling=self.sampling,
+            **condition,
+        )
 
 
 @dataclass(frozen=True)
@@ -184,7 +207,8 @@ class Space:
     def active(self) -> list[Param]:
         """The params a model can use: filters only up to the largest block count."""
         return [
-            p for p in self.params.values()
+            p
+            for p in self.params.values()
             if not (p.name.startswith("filters_") and int(p.name[8:]) > self.max_blocks())
         ]
 
@@ -296,9 +320,7 @@ def parse(doc: dict[str, Any], path: Path) -> Space:
             raise SpaceError(f"{path}: {section} must be a table [{section}]")
         for name in table:
             if name not in keys:
-                raise SpaceError(
-                    f"{path}: [{section}] unknown key '{name}'{_suggest(name, keys)}"
-                )
+                raise SpaceError(f"{path}: [{section}] unknown key '{name}'{_suggest(name, keys)}")
         for name, key in keys.items():
             where = f"{path}: [{section}] {name}"
             params[name] = _param(where, name, key, table.get(name, key.default))
@@ -330,7 +352,9 @@ def _param(where: str, name: str, key: Key, raw: Any) -> Param:
             f"got fields {sorted(fields)}"
         )
     if key.type not in (int, float):
-        raise SpaceError(f"{where}: a {key.type.__name__} key takes a value or a choice, not a range")
+        raise SpaceError(
+            f"{where}: a {key.type.__name__} key takes a value or a choice, not a range"
+        )
     lo, hi = _value(where, key, raw["min"]), _value(where, key, raw["max"])
     if lo > hi:
         raise SpaceError(f"{where}: min {lo} is greater than max {hi}")

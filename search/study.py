@@ -82,9 +82,7 @@ class Study:
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
-            raise StudyError(
-                f"study name {self.name!r}: use letters, digits, '.', '_' or '-' only"
-            )
+            raise StudyError(f"study name {self.name!r}: use letters, digits, '.', '_' or '-' only")
 
     @property
     def dir(self) -> Path:
@@ -134,7 +132,8 @@ class Study:
                 f.seek(0)
                 holder = f.read().strip() or "another process"
                 raise StudyError(
-                    f"study '{self.name}' is in use by {holder}; wait for it or pick another --study"
+                    f"study '{self.name}' is in use by {holder}; "
+                    "wait for it to finish or pick another --study"
                 ) from None
             f.seek(0)
             f.truncate()

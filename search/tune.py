@@ -9,6 +9,7 @@ records, which are the source of truth: a resumed search reports the same way.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,19 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src import config as kt_config
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from search import data as data_mod
 from search.hypermodel import DigitsHyperModel
 from search.space import Space
-from search.study import Study, StudyError, new_record
+from search.study import Study, StudyError, new_record, read_json
+
+# keras-tuner prints the whole traceback of every failed trial (its config.DEBUG is True).
+# The reason is reported here in one line, and the traceback stays in the trial's trial.json.
+kt_config.DEBUG = False
 
 TUNERS = ("hyperband", "random", "bayesian", "grid")
 OBJECTIVE = "val_accuracy"
@@ -121,39 +128,59 @@ def check_tuner(space: Space, tuner: str) -> None:
         )
 
 
-def make_tuner(kind: str, hypermodel: DigitsHyperModel, study: Study, opts: SearchOptions,
-               plan: Plan) -> kt.Tuner:
+def make_tuner(
+    kind: str, hypermodel: DigitsHyperModel, study: Study, opts: SearchOptions, plan: Plan
+) -> kt.Tuner:
     common = dict(
-        hypermodel=hypermodel, objective=kt.Objective(OBJECTIVE, "max"), seed=opts.seed,
-        executions_per_trial=opts.executions, directory=str(study.dir), project_name="tuner",
+        hypermodel=hypermodel,
+        objective=kt.Objective(OBJECTIVE, "max"),
+        seed=opts.seed,
+        executions_per_trial=opts.executions,
+        directory=str(study.dir),
+        project_name="tuner",
         overwrite=False,
     )
     if kind == "hyperband":
-        tuner = kt.Hyperband(max_epochs=trial_epochs(hypermodel.space, opts),
-                             factor=HYPERBAND_FACTOR, **common)
+        tuner = kt.Hyperband(
+            max_epochs=trial_epochs(hypermodel.space, opts), factor=HYPERBAND_FACTOR, **common
+        )
         # keras-tuner's Hyperband takes no trial budget; its oracle honours one all the same.
         tuner.oracle.max_trials = plan.trials
         return tuner
-    cls = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization,
-           "grid": kt.GridSearch}[kind]
+    cls = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "grid": kt.GridSearch}[
+        kind
+    ]
     return cls(max_trials=plan.trials, **common)
 
 
-def study_record(space: Space, opts: SearchOptions, dataset: data_mod.Dataset,
-                 split: data_mod.Split, command: str) -> dict[str, Any]:
+def study_record(
+    space: Space,
+    opts: SearchOptions,
+    dataset: data_mod.Dataset,
+    split: data_mod.Split,
+    command: str,
+) -> dict[str, Any]:
     return new_record(
         command,
         study=opts.study,
-        space={"name": space.name, "path": space.path, "description": space.description,
-               "params": space.to_dict()},
+        space={
+            "name": space.name,
+            "path": space.path,
+            "description": space.description,
+            "params": space.to_dict(),
+        },
         space_toml=Path(space.path).read_text(encoding="utf-8"),
         tuner=opts.tuner,
         max_trials=opts.max_trials,
         max_epochs=trial_epochs(space, opts),
         executions=opts.executions,
         patience=opts.patience,
-        data={"source": dataset.source, "sha256": dataset.sha256,
-              "train": len(split.y_train), "val": len(split.y_val)},
+        data={
+            "source": dataset.source,
+            "sha256": dataset.sha256,
+            "train": len(split.y_train),
+            "val": len(split.y_val),
+        },
         seed=opts.seed,
     )
 
@@ -168,12 +195,25 @@ def check_resumable(study: Study, record: dict[str, Any]) -> dict[str, Any]:
                 f"command ({old.get('commands', ['?'])[0]}), pass --overwrite to start over, "
                 "or pick another --study"
             )
-    return {**old, "max_trials": record["max_trials"],
-            "commands": [*old.get("commands", []), *record["commands"]]}
+    return {
+        **old,
+        "max_trials": record["max_trials"],
+        "commands": [*old.get("commands", []), *record["commands"]],
+    }
 
 
-def run_search(space: Space, opts: SearchOptions, command: str,
-               console: Console | None = None) -> kt.Tuner:
+def discard_interrupted(study: Study) -> None:
+    """Drop the TensorBoard logs of trials a killed search left running: they rerun now."""
+    oracle_file = study.tuner_dir / "oracle.json"
+    if not oracle_file.exists():
+        return
+    for trial_id in read_json(oracle_file).get("ongoing_trials", {}).values():
+        shutil.rmtree(study.tensorboard_dir / str(trial_id), ignore_errors=True)
+
+
+def run_search(
+    space: Space, opts: SearchOptions, command: str, console: Console | None = None
+) -> kt.Tuner:
     """Search `space` as `opts` says, resuming the study if it exists. Returns the tuner."""
     console = console or Console()
     check_tuner(space, opts.tuner)
@@ -190,21 +230,26 @@ def run_search(space: Space, opts: SearchOptions, command: str,
         resuming = study.exists()
         if resuming:
             record = check_resumable(study, record)
+            discard_interrupted(study)
         elif study.tuner_dir.exists():
             raise StudyError(f"{study.dir}: tuner state without study.json; pass --overwrite")
         keras.utils.set_random_seed(opts.seed)
-        hypermodel = DigitsHyperModel(space, len(split.y_train), trial_epochs(space, opts),
-                                      opts.seed)
+        hypermodel = DigitsHyperModel(
+            space, len(split.y_train), trial_epochs(space, opts), opts.seed
+        )
         tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
         study.write(record)
         _header(console, space, opts, plan, split, study, resuming)
         progress = SearchProgress(tuner, plan, console)
         try:
             tuner.search(
-                split.x_train, split.y_train, validation_data=(split.x_val, split.y_val),
+                split.x_train,
+                split.y_train,
+                validation_data=(split.x_val, split.y_val),
                 callbacks=[
-                    keras.callbacks.TensorBoard(str(study.tensorboard_dir), write_graph=False,
-                                                profile_batch=0),
+                    keras.callbacks.TensorBoard(
+                        str(study.tensorboard_dir), write_graph=False, profile_batch=0
+                    ),
                     keras.callbacks.EarlyStopping(OBJECTIVE, patience=opts.patience, mode="max"),
                     progress,
                 ],
@@ -218,8 +263,15 @@ def run_search(space: Space, opts: SearchOptions, command: str,
     return tuner
 
 
-def _header(console: Console, space: Space, opts: SearchOptions, plan: Plan,
-            split: data_mod.Split, study: Study, resuming: bool) -> None:
+def _header(
+    console: Console,
+    space: Space,
+    opts: SearchOptions,
+    plan: Plan,
+    split: data_mod.Split,
+    study: Study,
+    resuming: bool,
+) -> None:
     size = space.size()
     configs = f"{size:,} configurations" if size is not None else "continuous"
     verb = "Resuming" if resuming else "Starting"
@@ -279,17 +331,21 @@ class SearchProgress(keras.callbacks.Callback):
             return
         self.trial_started = time.monotonic()
         self.current = (trial.trial_id, 0)
-        shown = {k: v for k, v in trial.hyperparameters.values.items()
-                 if k in self.tuner.hypermodel.space.params
-                 and self.tuner.hypermodel.space.params[k].tunable}
+        shown = {
+            k: v
+            for k, v in trial.hyperparameters.values.items()
+            if k in self.tuner.hypermodel.space.params
+            and self.tuner.hypermodel.space.params[k].tunable
+        }
         extra = ""
         if "tuner/initial_epoch" in trial.hyperparameters.values:
             v = trial.hyperparameters.values
             extra = f" · epochs {v['tuner/initial_epoch'] + 1}-{v['tuner/epochs']}"
         values = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
+        number = self.tuner.oracle.start_order.index(trial.trial_id) + 1
         self.console.print(
-            f"Trial {len(self.tuner.oracle.trials)}/{self.plan.trials} "
-            f"[dim](id {trial.trial_id}{extra})[/]: {values}", highlight=False,
+            f"Trial {number}/{self.plan.trials} [dim](id {trial.trial_id}{extra})[/]: {values}",
+            highlight=False,
         )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -304,15 +360,18 @@ class SearchProgress(keras.callbacks.Callback):
                 continue
             self.reported.add(trial_id)
             trial = oracle.trials[trial_id]
-            took = _duration(time.monotonic() - self.trial_started)
-            ran = f", {self.current[1]} epochs run" if self.current[0] == trial_id else ""
+            trained = ""  # a trial that failed before training has no time or epochs here
+            if self.current[0] == trial_id:
+                took = _duration(time.monotonic() - self.trial_started)
+                trained = f", {self.current[1]} epoch(s) in {took}"
             if trial.status == "COMPLETED":
-                outcome = (f"[green]{OBJECTIVE} {trial.score:.4f}[/] (best at epoch "
-                           f"{trial.best_step + 1}{ran})")
+                outcome = (
+                    f"[green]{OBJECTIVE} {trial.score:.4f}[/] "
+                    f"(best at epoch {trial.best_step + 1}{trained})"
+                )
             else:
-                outcome = f"[red]failed[/]: {failure_reason(trial)}"
-            self.console.print(f"  trial {trial_id} {outcome} in {took} · {self._eta()}",
-                               highlight=False)
+                outcome = f"[red]failed[/]: {escape(failure_reason(trial))}"
+            self.console.print(f"  trial {trial_id} {outcome} · {self._eta()}", highlight=False)
 
     def _eta(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -337,7 +396,13 @@ def edge_warnings(space: Space, values: dict[str, Any]) -> list[str]:
         edges = p.edges()
         if edges is None or p.name not in values:
             continue
-        side = "lower" if values[p.name] == edges[0] else "upper" if values[p.name] == edges[1] else None
+        side = (
+            "lower"
+            if values[p.name] == edges[0]
+            else "upper"
+            if values[p.name] == edges[1]
+            else None
+        )
         if side:
             warnings.append(
                 f"best {p.name}={_fmt(values[p.name])} sits at the {side} edge of "
@@ -353,13 +418,18 @@ def summarize(tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: 
     failed = [t for t in oracle.trials.values() if t.status == "FAILED"]
     console.print(
         f"\n[bold]{len(done)} trials completed[/], {len(failed)} failed, "
-        f"{len(oracle.trials)} of {plan.trials} planned.", highlight=False,
+        f"{len(oracle.trials)} of {plan.trials} planned.",
+        highlight=False,
     )
     if len(oracle.trials) < plan.trials and not oracle.ongoing_trials:
-        console.print(f"The tuner found no new configurations to try after {len(oracle.trials)} "
-                      "trials: the space is exhausted for it.")
+        console.print(
+            f"The tuner found no new configurations to try after {len(oracle.trials)} "
+            "trials: the space is exhausted for it."
+        )
     for t in failed:
-        console.print(f"  trial {t.trial_id} failed: {failure_reason(t)}", highlight=False)
+        console.print(f"  trial {t.trial_id} failed: {escape(failure_reason(t))}")
+    if failed:
+        console.print(f"  (tracebacks: {tuner.project_dir}/trial_<id>/trial.json)")
     if not done:
         return
     best = done[:top]
@@ -375,4 +445,3 @@ def summarize(tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: 
     console.print(table)
     for warning in edge_warnings(space, best[0].hyperparameters.values):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-

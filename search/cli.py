@@ -188,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command = shlex.join(["digits", *argv])
     console = Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return args.func(args, console)
     except USER_ERRORS as e:
-        Console(stderr=True, highlight=False).print(f"[red]error:[/] {escape(str(e))}")
+        errors.print(f"[red]error:[/] {escape(str(e))}")
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted; rerun the same command to resume")
+        errors.print("interrupted; rerun the same command to resume")
         return 130
 
 

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+
+def test_help_and_spaces_do_not_import_tensorflow(tmp_path):
+    code = (
+        "import sys; from search.cli import main; main(['spaces']); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("deep", "seed_v1", "seed_v2", "smoke"):
+        assert name in done.stdout
+    assert "continuous" in done.stdout  # seed_v1's learning rate is a range
+
+
+def test_spaces_lists_sizes(run_cli):
+    code, out, _ = run_cli("spaces")
+    assert code == 0
+    smoke = next(line for line in out.splitlines() if " smoke " in line)
+    assert " 4 " in smoke
+
+
+def test_bad_space_is_one_line_and_exit_2(tmp_path, run_cli):
+    path = tmp_path / "bad.toml"
+    path.write_text("[model]\nblocks = {min = 3, max = 1}\n")
+    code, out, err = run_cli("search", "--space", path, "--logs", tmp_path / "logs")
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: {path}: [model] blocks: min 3 is greater than max 1"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_bad_data_is_one_line_and_exit_2(tmp_path, run_cli):
+    path = tmp_path / "data.npz"
+    np.savez(path, x_train=np.zeros((10, 28, 28), np.uint8))
+    code, _, err = run_cli("search", "--space", "smoke", "--data", path, "--logs", tmp_path)
+    assert code == 2 and "missing key(s) y_train, x_test, y_test" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_board_without_studies_says_so(tmp_path, run_cli):
+    code, _, err = run_cli("board", "--logs", tmp_path / "none")
+    assert code == 2 and "run `digits search` first" in err

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search import space
+from search.data import load
+from search.model import build_model
+
+
+def corner_config(s: space.Space, end: int) -> dict:
+    """Every parameter at its first (end=0) or last (end=-1) value."""
+    config = {}
+    for p in s.params.values():
+        if p.choice is not None:
+            config[p.name] = p.choice[end]
+        elif p.min is not None:
+            config[p.name] = p.type(p.min if end == 0 else p.max)
+        else:
+            config[p.name] = p.fixed
+    return config
+
+
+@pytest.mark.parametrize("name", ["deep", "seed_v1", "seed_v2", "smoke"])
+@pytest.mark.parametrize("end", [0, -1])
+def test_each_builtin_space_builds_a_model_that_takes_raw_pixels(name, end):
+    model = build_model(corner_config(space.load(name), end))
+    images = load().x_test[:4]  # uint8, as a user has them
+    probs = model.predict(images, verbose=0)
+    assert probs.shape == (4, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_unbuildable_configuration_says_where():
+    config = corner_config(space.load("smoke"), 0)
+    config.update(blocks=3, kernel_size=9, padding="valid", filters_2=4, filters_3=4)
+    with pytest.raises(ValueError, match="block 3 conv 1: a 9x9 window does not fit the 1x1 map"):
+        build_model(config)
+
+
+def test_layers_follow_the_configuration():
+    config = corner_config(space.load("smoke"), 0)
+    config.update(
+        blocks=2,
+        convs_per_block=2,
+        filters_2=6,
+        batch_norm=True,
+        downsample="strided",
+        dense_layers=1,
+        dense_units=20,
+        dropout_dense=0.5,
+        head="gap",
+    )
+    model = build_model(config)
+    convs = [layer for layer in model.layers if layer.name.endswith(("conv1", "conv2"))]
+    assert [c.filters for c in convs] == [4, 4, 6, 6]
+    assert [c.strides for c in convs] == [(1, 1), (2, 2), (1, 1), (2, 2)]
+    assert sum("bn" in layer.name for layer in model.layers) == 5
+    assert model.get_layer("dense1").units == 20

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+
+from search import space
+from search.study import Study
+from search.tune import SearchOptions, hyperband_epochs, make_plan
+
+
+def trials_of(logs: Path, study: str) -> dict[str, dict]:
+    folder = logs / study / "tuner"
+    return {
+        p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("trial_*/trial.json"))
+    }
+
+
+def test_search_records_study_trials_and_tensorboard(finished_study):
+    record = json.loads((finished_study / "smoke" / "study.json").read_text())
+    assert record["tuner"] == "random" and record["space"]["name"] == "smoke"
+    assert record["data"]["sha256"].startswith("06af5dfe")
+    assert record["data"]["train"] == 600 and record["data"]["val"] == 200
+    assert {"tensorflow", "keras", "keras-tuner", "tensorboard"} <= set(record["versions"])
+    assert record["commands"][0].startswith("digits search --space smoke")
+    trials = trials_of(finished_study, "smoke")
+    assert len(trials) == 3 and all(t["status"] == "COMPLETED" for t in trials.values())
+    for t in trials.values():
+        assert 0 < t["score"] <= 1
+        assert (finished_study / "smoke" / "tensorboard" / t["trial_id"] / "execution0").is_dir()
+
+
+def test_rerunning_a_finished_study_adds_nothing(finished_study, run_cli, tiny):
+    before = trials_of(finished_study, "smoke")
+    argv = ["search", "--space", "smoke", "--tuner", "random", "--max-trials", "3", *tiny]
+    code, out, _ = run_cli(*argv, "--logs", finished_study)
+    assert code == 0 and "Resuming study smoke" in out and "3 trials completed" in out
+    assert trials_of(finished_study, "smoke") == before
+
+
+def test_a_study_made_differently_is_refused(finished_study, run_cli, tiny):
+    code, _, err = run_cli(
+        "search", "--space", "smoke", "--tuner", "grid", *tiny, "--logs", finished_study
+    )
+    assert code == 2 and "was made with a different tuner" in err and "--overwrite" in err
+
+
+def test_search_output_shows_progress_and_best_table(tmp_path, run_cli, tiny):
+    code, out, _ = run_cli(
+        "search", "--space", "smoke", "--tuner", "grid", *tiny, "--logs", tmp_path
+    )
+    assert code == 0
+    assert "space smoke (4 configurations)" in out
+    for i in range(1, 5):
+        assert f"Trial {i}/4" in out
+    assert "ETA" in out and "val_accuracy 0." in out
+    assert "Best 4 trials by val_accuracy" in out and "learning_rate" in out
+    assert "\x1b[" not in out  # no control codes when the output is not a terminal
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, run_cli, tiny):
+    path = tmp_path / "unbuildable.toml"
+    path.write_text(
+        "[model]\nblocks = 3\nfilters_1 = 4\nfilters_2 = 4\nfilters_3 = 4\n"
+        'kernel_size = {choice = [3, 9]}\npadding = "valid"\ndense_layers = 0\n'
+        "[train]\nepochs = 1\n"
+    )
+    code, out, _ = run_cli(
+        "search", "--space", path, "--tuner", "grid", *tiny, "--logs", tmp_path / "logs"
+    )
+    assert code == 0 and "1 trials completed, 1 failed" in out
+    assert "a 9x9 window does not fit the 1x1 map" in out
+    statuses = sorted(t["status"] for t in trials_of(tmp_path / "logs", "unbuildable").values())
+    assert statuses == ["COMPLETED", "FAILED"]
+
+
+def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny):
+    logs = tmp_path / "logs"
+    argv = [
+        sys.executable,
+        "-m",
+        "search",
+        "search",
+        "--space",
+        "smoke",
+        "--tuner",
+        "random",
+        "--max-trials",
+        "4",
+        *tiny,
+        "--logs",
+        str(logs),
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    oracle = logs / "smoke" / "tuner" / "oracle.json"
+    deadline = time.monotonic() + 120
+    try:
+        # Kill it in the middle of its second trial: one trial done, one running.
+        while time.monotonic() < deadline:
+            try:
+                state = json.loads(oracle.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or mid-write
+                state = {"end_order": [], "ongoing_trials": {}}
+            if len(state["end_order"]) == 1 and state["ongoing_trials"]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the search never reached its second trial")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    interrupted = json.loads(oracle.read_text())["ongoing_trials"]["tuner0"]
+    assert trials_of(logs, "smoke")[f"trial_{interrupted}"]["status"] == "RUNNING"
+
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Resuming study smoke" in done.stdout
+    trials = trials_of(logs, "smoke")
+    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials.values())
+    assert f"(id {interrupted})" in done.stdout  # the interrupted trial ran again
+
+
+def test_second_search_on_a_study_in_use_is_refused(tmp_path, run_cli, tiny):
+    with Study("smoke", tmp_path).lock():
+        code, _, err = run_cli("search", "--space", "smoke", *tiny, "--logs", tmp_path)
+    assert code == 2 and "study 'smoke' is in use by pid" in err
+
+
+def test_grid_needs_a_finite_space(tmp_path, run_cli):
+    code, _, err = run_cli("search", "--space", "seed_v1", "--tuner", "grid", "--logs", tmp_path)
+    assert code == 2 and "learning_rate is a continuous range" in err
+    assert not (tmp_path / "seed_v1").exists()
+
+
+def test_hyperband_plan_matches_keras_tuner():
+    for max_epochs in (2, 3, 6, 10, 27):
+        oracle = kt.oracles.HyperbandOracle(
+            kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=3
+        )
+        brackets = oracle._get_num_brackets()
+        expected = sum(oracle._get_size(b, r) for b in range(brackets) for r in range(b + 1))
+        plan = hyperband_epochs(max_epochs)
+        assert len(plan) == expected
+        # Each bracket's trials end at max_epochs in total.
+        assert max(plan) <= max_epochs and math.fsum(plan) > 0
+
+
+def test_plan_honours_budgets():
+    smoke = space.load("smoke")
+    assert make_plan(smoke, SearchOptions("s", tuner="grid")).trials == 4
+    assert make_plan(smoke, SearchOptions("s", tuner="random", max_trials=50)).trials == 4
+    v2 = space.load("seed_v2")
+    assert make_plan(v2, SearchOptions("s", tuner="random")).trials == 10
+    hb = make_plan(v2, SearchOptions("s", tuner="hyperband", max_trials=3))
+    assert hb.trial_epochs == [2, 2, 2]

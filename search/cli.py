@@ -8,6 +8,7 @@ line to stderr and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -23,10 +24,41 @@ from rich.table import Table
 from search import space as space_mod
 from search.data import DataError
 from search.space import SpaceError
-from search.study import DEFAULT_ROOT, StudyError
+from search.study import DEFAULT_ROOT, Study, StudyError
 
 USER_ERRORS = (SpaceError, DataError, StudyError)
 BOARD_PORT = 6006
+MODELS_ROOT = Path("best_models")
+# `digits run` presets: a search, then retraining of its best configurations. Every stage
+# resumes: rerun the same command after an interruption.
+PRESETS: dict[str, dict] = {
+    "quick": {  # the README's main job: within 15 minutes on a 2-core CPU
+        "space": "quick",
+        "search": {"tuner": "random", "max_trials": 4, "max_epochs": 2, "train_size": 10000},
+        "retrain": {"top": 2, "seeds": 1, "epochs": 5},
+    },
+    "seed": {  # the original write-up's families
+        "space": "seed_v2",
+        "search": {"tuner": "hyperband", "max_epochs": 6},
+        "retrain": {"top": 3, "seeds": 1, "epochs": None},
+    },
+    "full": {  # the long run aimed at the best accuracy
+        "space": "deep",
+        "search": {"tuner": "hyperband", "max_epochs": 20, "train_size": 20000},
+        "retrain": {"top": 3, "seeds": 2, "epochs": 30},
+    },
+    "smoke": {  # for tests: seconds
+        "space": "smoke",
+        "search": {
+            "tuner": "random",
+            "max_trials": 2,
+            "max_epochs": 1,
+            "train_size": 600,
+            "val_size": 200,
+        },
+        "retrain": {"top": 2, "seeds": 1, "epochs": 1},
+    },
+}
 
 
 def _quiet_tensorflow() -> None:
@@ -68,6 +100,149 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     )
     run_search(space, opts, command=args.command, console=console)
     return 0
+
+
+def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
+    study = Study(args.study, args.logs)
+    study.read()  # a clear error for a missing or damaged study before TensorFlow loads
+    _quiet_tensorflow()
+    from search.retrain import plan_members, retrain
+
+    with study.lock():
+        retrain(study, plan_members(study, args.top, args.seeds, args.epochs), console)
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace, console: Console) -> int:
+    study = Study(args.study, args.logs)
+    study.read()
+    ensemble_and_report(study, console)
+    return 0
+
+
+def ensemble_and_report(study: Study, console: Console) -> dict:
+    """Build and evaluate the ensemble, write the error analysis; returns the evaluation."""
+    _quiet_tensorflow()
+    from search.ensemble import ensemble_dir, evaluate
+    from search.report import write_report
+    from search.retrain import load_study_data
+
+    with study.lock():
+        dataset = load_study_data(study)
+        _, evaluation, probs = evaluate(study, dataset)
+        folder = ensemble_dir(study)
+        summary = write_report(
+            folder / "report",
+            dataset.x_test,
+            dataset.y_test,
+            probs,
+            f"study {study.name}",
+            tensorboard_dir=folder / "tensorboard",
+        )
+    _print_evaluation(console, evaluation, summary)
+    console.print(f"Ensemble: {folder}/ensemble.keras · report: {folder}/report/")
+    return evaluation
+
+
+def _print_evaluation(console: Console, evaluation: dict, summary: dict) -> None:
+    table = Table(title="Test set (read once, after every choice)", title_justify="left")
+    for column in ("model", "val acc (search)", "test acc", "errors"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for m in evaluation["members"]:
+        table.add_row(
+            m["member"],
+            f"{m['val_accuracy_in_search']:.4f}",
+            f"{m['test_accuracy']:.4%}",
+            str(m["test_errors"]),
+        )
+    ens = evaluation["ensemble"]
+    table.add_row(
+        f"[bold]ensemble of {ens['size']}[/]",
+        "",
+        f"[bold]{ens['test_accuracy']:.4%}[/]",
+        str(ens["test_errors"]),
+    )
+    console.print(table)
+    console.print(
+        f"Ensemble gain: {evaluation['gain_over_best_member']:+.2%} over the best member, "
+        f"{evaluation['gain_over_mean_member']:+.2%} over the mean member."
+    )
+    pairs = ", ".join(f"{p['pair']} ({p['errors']})" for p in summary["most_confused_pairs"][:5])
+    console.print(f"Most confused pairs: {pairs or 'none'}")
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    _quiet_tensorflow()
+    from search.export import export
+
+    study = Study(args.study, args.logs)
+    study.read()
+    path = export(study, args.name or args.study, formats, args.command, args.models)
+    console.print(f"Exported {', '.join(formats)} to {path}/")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    preset = PRESETS[args.preset]
+    space = space_mod.load(preset["space"])
+    name = args.study or args.preset
+    _quiet_tensorflow()
+    from search.export import FORMATS, export
+    from search.retrain import plan_members, retrain
+    from search.tune import SearchOptions, run_search
+
+    started = time.monotonic()
+    console.rule(f"1/4 search · preset {args.preset}")
+    opts = SearchOptions(
+        study=name, root=args.logs, seed=args.seed, data=args.data, **preset["search"]
+    )
+    run_search(space, opts, command=args.command, console=console)
+    study = Study(name, args.logs)
+    console.rule("2/4 retrain")
+    with study.lock():
+        retrain(study, plan_members(study, **preset["retrain"]), console)
+    console.rule("3/4 ensemble and evaluate")
+    evaluation = ensemble_and_report(study, console)
+    console.rule("4/4 export")
+    path = export(study, name, FORMATS, args.command, args.models)
+    minutes = (time.monotonic() - started) / 60
+    console.print(
+        f"[bold]Test accuracy {evaluation['ensemble']['test_accuracy']:.2%}[/] "
+        f"({evaluation['ensemble']['test_errors']} errors) · model in {path}/ · "
+        f"this run took {minutes:.1f} min (a resumed run counts only its own part)"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    from search.predict import ImageError, classify, find_model
+
+    try:
+        model_file = find_model(args.model, args.models)
+    except ImageError as e:
+        raise StudyError(str(e)) from None
+    _quiet_tensorflow()
+    predictions, errors = classify(model_file, args.images)
+    errs = Console(stderr=True, highlight=False, soft_wrap=True)
+    if args.json:
+        rows = [
+            {
+                "file": p.file,
+                "digit": p.digit,
+                "probability": round(p.probability, 6),
+                "top3": [{"digit": d, "probability": round(q, 6)} for d, q in p.top3],
+            }
+            for p in predictions
+        ]
+        rows += [{"error": e} for e in errors]
+        print(json.dumps(rows, indent=2))
+    else:
+        for p in predictions:
+            console.print(f"{p.file}: {p.digit} ({p.probability:.1%})")
+    for e in errors:
+        errs.print(f"[red]error:[/] {escape(e)}")
+    return 2 if errors else 0
 
 
 def cmd_board(args: argparse.Namespace, console: Console) -> int:
@@ -166,6 +341,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", type=Path, default=DEFAULT_ROOT, help="where studies live")
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "retrain",
+        help="retrain the best configurations on all training data",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--study", required=True)
+    p.add_argument("--top", type=_positive, default=3, help="how many of the best trials")
+    p.add_argument("--seeds", type=_positive, default=1, help="seeds per trial")
+    p.add_argument(
+        "--epochs",
+        type=_positive,
+        help="epochs per member (default: the epoch each trial peaked at)",
+    )
+    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("ensemble", help="average the members, evaluate once on the test set")
+    p.add_argument("--study", required=True)
+    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser(
+        "export",
+        help="write best_models/<name>/ (keras, savedmodel, tflite)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--study", required=True)
+    p.add_argument("--name", help="folder under --models (default: the study's name)")
+    p.add_argument("--format", default="keras,savedmodel,tflite")
+    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--models", type=Path, default=MODELS_ROOT)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="classify digit images (PNG, JPEG, .npy)")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="an exported folder or .keras file (default: the only model under --models)",
+    )
+    p.add_argument("--models", type=Path, default=MODELS_ROOT)
+    p.add_argument("--json", action="store_true", help="JSON with the top 3 digits")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "run",
+        help="search, retrain, ensemble, evaluate and export in one go",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="quick",
+        help="quick: ~15 min on 2 CPU cores; seed: the write-up's families; "
+        "full: the long run for the best accuracy; smoke: seconds, for tests",
+    )
+    p.add_argument("--study", help="study and model name (default: the preset's name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data", help=".npz in Keras layout or folder of IDX files (default: the bundled MNIST)"
+    )
+    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--models", type=Path, default=MODELS_ROOT)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("board", help="start TensorBoard on the studies (127.0.0.1)")
     p.add_argument("--port", type=int, default=BOARD_PORT)

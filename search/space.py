@@ -168,6 +168,9 @@ class Param:
 
     def register(self, hp: Any, **condition: Any) -> Any:
         """Declare this parameter on a keras-tuner `HyperParameters`; return its value."""
+        if self.type is bool and self.choice is not None and len(self.choice) == 2:
+            # keras-tuner's Choice turns booleans into 0/1; Boolean keeps them (and HParams) true.
+            return hp.Boolean(self.name, default=self.choice[0], **condition)
         if self.choice is not None:
             return hp.Choice(self.name, list(self.choice), **condition)
         if self.min is None:

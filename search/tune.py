@@ -176,6 +176,7 @@ def study_record(
         executions=opts.executions,
         patience=opts.patience,
         data={
+            "path": opts.data,  # None: the bundled MNIST
             "source": dataset.source,
             "sha256": dataset.sha256,
             "train": len(split.y_train),

@@ -100,3 +100,9 @@ def test_edges_need_an_inside():
     assert s.params["learning_rate"].edges() == (1e-4, 1e-2)
     assert s.params["kernel_size"].edges() is None  # two values: both are edges
     assert s.params["optimizer"].edges() is None
+
+
+def test_boolean_choice_stays_boolean():
+    hp = kt.HyperParameters()
+    values = space.load("seed_v2").register(hp)
+    assert values["batch_norm"] is False

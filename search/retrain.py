@@ -1,0 +1,183 @@
+"""Retrain a study's best configurations from scratch on the full training data.
+
+The K best trials (by validation accuracy, as the search recorded it) are each trained with S
+seeds on train + validation, with their own schedule and augmentation. Each member lives in
+`logs/<study>/retrain/<member>/`: TensorBoard curves, `member.keras` and `manifest.json`.
+A member with a manifest is finished and kept; an interrupted one resumes from its last epoch
+(Keras' BackupAndRestore keeps model and optimizer state in `backup/`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+from rich.console import Console
+
+from search import data as data_mod
+from search.hypermodel import compile_model, make_dataset, steps_per_epoch
+from search.model import build_model
+from search.study import Study, StudyError, read_json, write_atomic
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "member.keras"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model to retrain: a trial's configuration with one seed."""
+
+    name: str
+    trial_id: str
+    seed: int
+    epochs: int
+    val_accuracy: float  # the trial's score in the search
+    best_epoch: int  # the epoch at which the trial peaked in the search
+    config: dict[str, Any]
+
+
+def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
+    """The `top` completed trials of a study, best first, read from keras-tuner's records."""
+    trials = [read_json(p) for p in sorted(study.tuner_dir.glob("trial_*/trial.json"))]
+    done = [t for t in trials if t.get("status") == "COMPLETED" and t.get("score") is not None]
+    if not done:
+        raise StudyError(f"study '{study.name}' has no completed trial; run `digits search` first")
+    return sorted(done, key=lambda t: t["score"], reverse=True)[:top]
+
+
+def plan_members(study: Study, top: int, seeds: int, epochs: int | None) -> list[Member]:
+    """Members for the `top` trials x `seeds` seeds.
+
+    Default epochs: the epoch at which the trial's validation accuracy peaked. The schedules
+    work per epoch, so on the full data the same epochs reproduce the schedule, each epoch
+    with proportionally more steps.
+    """
+    members = []
+    for trial in best_trials(study, top):
+        values = trial["hyperparameters"]["values"]
+        config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        best_epoch = int(trial["best_step"]) + 1
+        for seed in range(seeds):
+            members.append(
+                Member(
+                    name=f"t{trial['trial_id']}_s{seed}",
+                    trial_id=trial["trial_id"],
+                    seed=seed,
+                    epochs=epochs or best_epoch,
+                    val_accuracy=float(trial["score"]),
+                    best_epoch=best_epoch,
+                    config=config,
+                )
+            )
+    return members
+
+
+def member_dir(study: Study, name: str) -> Path:
+    return study.dir / "retrain" / name
+
+
+def load_study_data(study: Study) -> data_mod.Dataset:
+    """The dataset the study searched, checked against its recorded checksum."""
+    recorded = study.read()["data"]
+    dataset = data_mod.load(recorded.get("path"))
+    if dataset.sha256 != recorded["sha256"]:
+        raise StudyError(
+            f"{dataset.source}: checksum differs from the one study '{study.name}' searched"
+        )
+    return dataset
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch: member, epoch, training metrics, ETA over all members."""
+
+    def __init__(self, console: Console, label: str, epochs_left: int, clock: dict):
+        super().__init__()
+        self.console, self.label, self.epochs_left, self.clock = console, label, epochs_left, clock
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.clock["epochs"] += 1
+        self.epochs_left -= 1
+        elapsed = time.monotonic() - self.clock["start"]
+        eta = elapsed / self.clock["epochs"] * self.epochs_left
+        self.console.print(
+            f"  {self.label} epoch {epoch + 1}/{self.params['epochs']}: "
+            f"loss {logs.get('loss', float('nan')):.4f}, accuracy {logs.get('accuracy', 0):.4f}"
+            f" · ETA {eta / 60:.1f} min",
+        )
+
+
+def retrain(study: Study, members: list[Member], console: Console) -> list[Path]:
+    """Train every unfinished member; return the folders of all members."""
+    dataset = load_study_data(study)
+    x, y = dataset.x_train, dataset.y_train  # train + validation: every choice is made
+    todo = [m for m in members if not (member_dir(study, m.name) / MANIFEST).exists()]
+    console.print(
+        f"Retraining {len(members)} members of study {study.name} on {len(y):,} images "
+        f"({len(members) - len(todo)} already done)"
+    )
+    clock = {"start": time.monotonic(), "epochs": 0}
+    epochs_left = sum(m.epochs for m in todo)
+    for i, member in enumerate(todo, 1):
+        label = f"[{i}/{len(todo)}] {member.name}"
+        console.print(
+            f"{label}: trial {member.trial_id} (val_accuracy {member.val_accuracy:.4f} "
+            f"in the search), seed {member.seed}, {member.epochs} epochs"
+        )
+        train_member(study, member, x, y, EpochProgress(console, label, epochs_left, clock))
+        epochs_left -= member.epochs
+    return [member_dir(study, m.name) for m in members]
+
+
+def train_member(
+    study: Study, member: Member, x: Any, y: Any, progress: keras.callbacks.Callback
+) -> None:
+    folder = member_dir(study, member.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(member.seed)
+    config = member.config
+    model = build_model(config, name=member.name)
+    compile_model(model, config, steps_per_epoch(len(y), config["batch_size"]), member.epochs)
+    started = time.monotonic()
+    history = model.fit(
+        make_dataset(x, y, config["batch_size"], config, seed=member.seed),
+        epochs=member.epochs,
+        shuffle=False,  # `make_dataset` shuffles
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(folder / "backup")),
+            keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0),
+            progress,
+        ],
+        verbose=0,
+    )
+    seconds = time.monotonic() - started
+    tmp = folder / f".{MODEL_FILE}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, folder / MODEL_FILE)
+    final = {k: float(v[-1]) for k, v in history.history.items() if v}
+    manifest = {
+        **asdict(member),
+        "train_images": len(y),
+        "final_metrics": final,
+        "seconds": round(seconds, 1),
+        "parameters": int(model.count_params()),
+    }
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def finished_members(study: Study) -> list[tuple[dict[str, Any], Path]]:
+    """(manifest, model path) of every finished member, by name."""
+    found = []
+    for manifest in sorted((study.dir / "retrain").glob(f"*/{MANIFEST}")):
+        model = manifest.parent / MODEL_FILE
+        if not model.exists():
+            raise StudyError(f"{model}: missing; delete {manifest.parent} and retrain")
+        found.append((read_json(manifest), model))
+    if not found:
+        raise StudyError(f"study '{study.name}' has no retrained members; run `digits retrain`")
+    return found

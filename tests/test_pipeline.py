@@ -1,0 +1,220 @@
+"""The second half of the pipeline on a tiny MNIST subset: run, retrain, ensemble, export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from search import data
+from search.cli import main
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """`digits run --preset smoke` on 2,000 training and 500 test images of MNIST."""
+    root = tmp_path_factory.mktemp("pipeline")
+    d = data.load()
+    tiny = root / "tiny.npz"
+    np.savez(
+        tiny,
+        x_train=d.x_train[:2000],
+        y_train=d.y_train[:2000],
+        x_test=d.x_test[:500],
+        y_test=d.y_test[:500],
+    )
+    argv = [
+        "run",
+        "--preset",
+        "smoke",
+        "--data",
+        str(tiny),
+        "--logs",
+        str(root / "logs"),
+        "--models",
+        str(root / "models"),
+    ]
+    assert main(argv) == 0
+    return {
+        "root": root,
+        "argv": argv,
+        "logs": root / "logs",
+        "study": root / "logs" / "smoke",
+        "model": root / "models" / "smoke",
+        "x": d.x_test[:500],
+        "y": d.y_test[:500],
+    }
+
+
+def test_run_writes_members_ensemble_report_and_export(pipeline):
+    members = sorted((pipeline["study"] / "retrain").glob("*/manifest.json"))
+    assert len(members) == 2
+    manifest = json.loads(members[0].read_text())
+    assert manifest["train_images"] == 2000 and manifest["epochs"] == 1
+    assert {"loss", "accuracy"} <= set(manifest["final_metrics"])
+    evaluation = json.loads((pipeline["study"] / "ensemble" / "evaluation.json").read_text())
+    assert evaluation["test_images"] == 500 and len(evaluation["members"]) == 2
+    for name in ("confusion_matrix.png", "misclassified.png", "confused_pairs.md", "errors.json"):
+        assert (pipeline["model"] / "report" / name).is_file()
+    meta = json.loads((pipeline["model"] / "metadata.json").read_text())
+    assert meta["evaluation"]["ensemble"]["test_accuracy"] > 0.5
+    assert meta["data_sha256"] == data.sha256_of([pipeline["root"] / "tiny.npz"])
+    assert {"tensorflow", "keras"} <= set(meta["versions"]) and meta["command"].startswith("digits")
+    assert (pipeline["model"] / "README.md").read_text().startswith("# smoke")
+    assert list((pipeline["study"] / "ensemble" / "tensorboard").iterdir())  # report images
+
+
+def test_ensemble_output_is_the_mean_of_its_members(pipeline):
+    ensemble = keras.saving.load_model(pipeline["model"] / "model.keras")
+    members = [
+        keras.saving.load_model(p)
+        for p in sorted((pipeline["study"] / "retrain").glob("*/member.keras"))
+    ]
+    x = pipeline["x"][:64]
+    mean = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), mean, atol=1e-6)
+
+
+LOADERS = {
+    "keras": """
+import keras
+probs = keras.saving.load_model(f"{model}/model.keras").predict(x, verbose=0)
+""",
+    "savedmodel": """
+import tensorflow as tf
+loaded = tf.saved_model.load(f"{model}/saved_model")
+probs = loaded.serve(tf.constant(x)).numpy()
+probs_nhwc = loaded.serve_nhwc(tf.constant(x[..., None])).numpy()
+assert np.allclose(probs, probs_nhwc, atol=1e-6)
+""",
+    "tflite": """
+import tensorflow as tf
+interpreter = tf.lite.Interpreter(model_path=f"{model}/model.tflite")
+inp = interpreter.get_input_details()[0]
+interpreter.resize_tensor_input(inp["index"], x.shape)
+interpreter.allocate_tensors()
+assert inp["dtype"] == np.uint8
+interpreter.set_tensor(inp["index"], x)
+interpreter.invoke()
+probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+""",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(LOADERS))
+def test_each_export_loads_without_the_project_and_agrees(pipeline, fmt, tmp_path):
+    x = pipeline["x"][:32]
+    np.save(tmp_path / "x.npy", x)
+    expected = keras.saving.load_model(pipeline["study"] / "ensemble" / "ensemble.keras").predict(
+        x, verbose=0
+    )
+    code = (
+        "import sys; sys.modules['search'] = None  # importing the project would now fail\n"
+        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+        f"import numpy as np; x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"model = {str(pipeline['model'])!r}\n"
+        + LOADERS[fmt]
+        + f"np.save({str(tmp_path / 'probs.npy')!r}, probs)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), expected, atol=1e-5)
+
+
+def test_rerun_keeps_finished_members_and_retrains_a_missing_one(pipeline):
+    retrain = pipeline["study"] / "retrain"
+    first, second = sorted(p.parent for p in retrain.glob("*/manifest.json"))
+    kept = (first / "member.keras").stat().st_mtime_ns
+    (second / "manifest.json").unlink()
+    assert main(pipeline["argv"]) == 0
+    assert (first / "member.keras").stat().st_mtime_ns == kept
+    assert (second / "manifest.json").is_file()
+
+
+def test_failed_export_leaves_the_previous_one_intact(pipeline, monkeypatch, run_cli):
+    from search import export
+
+    before = (pipeline["model"] / "metadata.json").read_text()
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "write_tflite", broken)
+    with pytest.raises(OSError, match="disk full"):
+        main(
+            [
+                "export",
+                "--study",
+                "smoke",
+                "--logs",
+                str(pipeline["logs"]),
+                "--models",
+                str(pipeline["root"] / "models"),
+            ]
+        )
+    assert (pipeline["model"] / "metadata.json").read_text() == before
+    assert [p.name for p in (pipeline["root"] / "models").iterdir()] == ["smoke"]
+    code, _, err = run_cli(
+        "export",
+        "--study",
+        "smoke",
+        "--format",
+        "onnx",
+        "--logs",
+        pipeline["logs"],
+        "--models",
+        pipeline["root"] / "models",
+    )
+    assert code == 2 and "unknown export format(s) onnx" in err
+
+
+def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
+    from PIL import Image
+
+    model = keras.saving.load_model(pipeline["model"] / "model.keras")
+    x, y = pipeline["x"], pipeline["y"]
+    probs = model.predict(x, verbose=0)
+    sure = [i for i in np.argsort(-probs.max(axis=1)) if probs[i].argmax() == y[i]][:6]
+    files = []
+    for n, i in enumerate(sure):
+        big = Image.fromarray(x[i]).resize((90 + 7 * n, 110), Image.Resampling.BILINEAR)
+        if n % 2:  # dark ink on a light, coloured page, as a photo or scan has it
+            page = Image.eval(big, lambda v: 255 - v).convert("RGB")
+            tint = [
+                c.point(lambda v, k=k: min(255, v + 10 * k)) for k, c in enumerate(page.split())
+            ]
+            page = Image.merge("RGB", tint)
+            path = tmp_path / f"digit{n}.jpg"
+            page.save(path, quality=95)
+        else:
+            path = tmp_path / f"digit{n}.png"
+            big.save(path)
+        files.append(path)
+    np.save(tmp_path / "array.npy", x[sure[0]])
+    files.append(tmp_path / "array.npy")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    files += [tmp_path / "broken.png", tmp_path / "blank.png"]
+
+    code, out, err = run_cli("predict", *files, "--model", pipeline["model"], "--json")
+    assert code == 2  # two files could not be read; the others are still classified
+    rows = json.loads(out)
+    results = {Path(r["file"]).name: r for r in rows if "file" in r}
+    expected = [y[i] for i in sure] + [y[sure[0]]]
+    names = [f.name for f in files[:-2]]
+    right = sum(
+        results[name]["digit"] == label for name, label in zip(names, expected, strict=True)
+    )
+    assert right >= len(names) - 1
+    assert all(len(r["top3"]) == 3 for r in results.values())
+    assert "broken.png: not an image" in err and "blank.png: empty image" in err
+
+    code, out, _ = run_cli("predict", files[0], "--model", pipeline["model"])
+    assert code == 0 and out.startswith(f"{files[0]}: ")

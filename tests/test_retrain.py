@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+
+import keras
+import pytest
+
+from search import data, space
+from search.retrain import MANIFEST, Member, member_dir, train_member
+from search.study import Study
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records the epochs it sees; raises KeyboardInterrupt after `stop_after`, like Ctrl-C."""
+
+    def __init__(self, stop_after: int | None = None):
+        super().__init__()
+        self.seen: list[int] = []
+        self.stop_after = stop_after
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(epoch)
+        if epoch == self.stop_after:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
+    s = space.load("smoke")
+    config = {p.name: p.choice[0] if p.choice else p.fixed for p in s.params.values()}
+    member = Member("t0_s0", "0", 0, epochs=3, val_accuracy=0.9, best_epoch=3, config=config)
+    d = data.load()
+    x, y = d.x_train[:512], d.y_train[:512]
+    study = Study("s", tmp_path)
+    folder = member_dir(study, member.name)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_member(study, member, x, y, Recorder(stop_after=1))
+    assert (folder / "backup").is_dir() and not (folder / MANIFEST).exists()
+
+    again = Recorder()
+    train_member(study, member, x, y, again)
+    assert again.seen == [2]  # epochs 0 and 1 were kept; only the last one ran
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["epochs"] == 3 and manifest["name"] == "t0_s0"
+    assert not (folder / "backup").exists()
+    assert keras.saving.load_model(folder / "member.keras").name == "t0_s0"

@@ -1,0 +1,75 @@
+"""Time `digits run --preset NAME` end to end, from an empty folder, and record the result.
+
+    python benchmarks/preset.py quick [--seeds 0 1 2]
+
+Each seed is a fresh run (search, retrain, ensemble, one test evaluation, export) in its own
+temporary folder, timed by the wall clock. Prints a Markdown table and replaces the
+`preset-NAME` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from throughput import hardware, update_benchmarks
+
+
+def run(preset: str, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "search", "run", "--preset", preset, "--seed", str(seed)]
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=tmp, check=True)
+        minutes = (time.perf_counter() - start) / 60
+        evaluation = json.loads(
+            (Path(tmp) / "logs" / preset / "ensemble" / "evaluation.json").read_text()
+        )
+    return {"seed": seed, "minutes": minutes, "evaluation": evaluation}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    results = [run(args.preset, seed) for seed in args.seeds]
+    rows = []
+    for r in results:
+        e = r["evaluation"]
+        best = max(m["test_accuracy"] for m in e["members"])
+        rows.append(
+            f"| {r['seed']} | {r['minutes']:.1f} | {e['ensemble']['test_accuracy']:.2%} "
+            f"({e['ensemble']['test_errors']} errors) | {best:.2%} | "
+            f"{e['ensemble']['size']} |"
+        )
+    accs = [r["evaluation"]["ensemble"]["test_accuracy"] for r in results]
+    spread = f" ± {statistics.stdev(accs):.2%}" if len(accs) > 1 else ""
+    text = "\n".join(
+        [
+            f"## `digits run --preset {args.preset}`, end to end",
+            "",
+            f"`python benchmarks/preset.py {args.preset} --seeds {' '.join(map(str, args.seeds))}` "
+            f"on {hardware()}; {time.strftime('%Y-%m-%d')}. Wall time of the whole command from an "
+            "empty folder (search, retrain on all 60,000 training images, ensemble, one test "
+            "evaluation, export); test set: the 10,000 MNIST test images.",
+            "",
+            "| seed | minutes | ensemble test accuracy | best member | members |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Mean ensemble test accuracy: **{statistics.mean(accs):.2%}**{spread} over "
+            f"{len(accs)} run(s).",
+        ]
+    )
+    print(text)
+    update_benchmarks(f"preset-{args.preset}", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -294,14 +295,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("spaces", help="list the built-in search spaces")
-    p.set_defaults(func=cmd_spaces)
-
-    p = sub.add_parser(
-        "search",
-        help="run (or resume) a tuning search",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    # Options several commands share, declared once.
+    logs = _parent("--logs", type=Path, default=DEFAULT_ROOT, help="where studies live")
+    study = _parent("--study", required=True, help="study name under --logs")
+    data = _parent(
+        "--data", help=".npz in Keras layout or folder of IDX files (default: the bundled MNIST)"
     )
+    models = _parent("--models", type=Path, default=MODELS_ROOT, help="where exports live")
+    seed = _parent("--seed", type=int, default=0, help="fixes the split, the tuner and the seeds")
+
+    def command(name: str, help: str, func: Any, *parents: argparse.ArgumentParser) -> Any:
+        p = sub.add_parser(
+            name,
+            help=help,
+            parents=list(parents),
+            formatter_class=_DefaultsHelp,
+        )
+        p.set_defaults(func=func)
+        return p
+
+    command("spaces", "list the built-in search spaces", cmd_spaces)
+
+    p = command("search", "run (or resume) a tuning search", cmd_search, data, seed, logs)
     p.add_argument("--space", required=True, help="built-in space name or path to a .toml")
     p.add_argument(
         "--tuner", default="hyperband", choices=("hyperband", "random", "bayesian", "grid")
@@ -310,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-trials",
         type=_positive,
-        help="trial budget (default: random/bayesian "
-        "10, grid the whole grid, hyperband its brackets)",
+        help="trial budget (default: random and "
+        "bayesian 10, grid the whole grid, hyperband its brackets)",
     )
     p.add_argument(
         "--max-epochs", type=_positive, help="cap on epochs per trial (default: the space's epochs)"
@@ -334,20 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="stop a trial after this many epochs without a better val_accuracy",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--data", help=".npz in Keras layout or folder of IDX files (default: the bundled MNIST)"
-    )
-    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT, help="where studies live")
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
-    p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser(
-        "retrain",
-        help="retrain the best configurations on all training data",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command(
+        "retrain", "retrain the best configurations on all training data", cmd_retrain, study, logs
     )
-    p.add_argument("--study", required=True)
     p.add_argument("--top", type=_positive, default=3, help="how many of the best trials")
     p.add_argument("--seeds", type=_positive, default=1, help="seeds per trial")
     p.add_argument(
@@ -355,41 +361,39 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         help="epochs per member (default: the epoch each trial peaked at)",
     )
-    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
-    p.set_defaults(func=cmd_retrain)
 
-    p = sub.add_parser("ensemble", help="average the members, evaluate once on the test set")
-    p.add_argument("--study", required=True)
-    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
-    p.set_defaults(func=cmd_ensemble)
-
-    p = sub.add_parser(
-        "export",
-        help="write best_models/<name>/ (keras, savedmodel, tflite)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    command(
+        "ensemble", "average the members, evaluate once on the test set", cmd_ensemble, study, logs
     )
-    p.add_argument("--study", required=True)
+
+    p = command(
+        "export",
+        "write best_models/<name>/ (keras, savedmodel, tflite)",
+        cmd_export,
+        study,
+        logs,
+        models,
+    )
     p.add_argument("--name", help="folder under --models (default: the study's name)")
     p.add_argument("--format", default="keras,savedmodel,tflite")
-    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
-    p.add_argument("--models", type=Path, default=MODELS_ROOT)
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="classify digit images (PNG, JPEG, .npy)")
+    p = command("predict", "classify digit images (PNG, JPEG, .npy)", cmd_predict, models)
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     p.add_argument(
         "--model",
         type=Path,
         help="an exported folder or .keras file (default: the only model under --models)",
     )
-    p.add_argument("--models", type=Path, default=MODELS_ROOT)
     p.add_argument("--json", action="store_true", help="JSON with the top 3 digits")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser(
+    p = command(
         "run",
-        help="search, retrain, ensemble, evaluate and export in one go",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "search, retrain, ensemble, evaluate and export in one go",
+        cmd_run,
+        data,
+        seed,
+        logs,
+        models,
     )
     p.add_argument(
         "--preset",
@@ -399,20 +403,26 @@ def build_parser() -> argparse.ArgumentParser:
         "full: the long run for the best accuracy; smoke: seconds, for tests",
     )
     p.add_argument("--study", help="study and model name (default: the preset's name)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--data", help=".npz in Keras layout or folder of IDX files (default: the bundled MNIST)"
-    )
-    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
-    p.add_argument("--models", type=Path, default=MODELS_ROOT)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("board", help="start TensorBoard on the studies (127.0.0.1)")
+    p = command("board", "start TensorBoard on the studies (127.0.0.1)", cmd_board, logs)
     p.add_argument("--port", type=int, default=BOARD_PORT)
     p.add_argument("--study", help="show only this study")
-    p.add_argument("--logs", type=Path, default=DEFAULT_ROOT)
-    p.set_defaults(func=cmd_board)
     return parser
+
+
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the empty ones ("default: None" says nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parent(*flags: str, **kwargs: Any) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(*flags, **kwargs)
+    return parent
 
 
 def _positive(text: str) -> int:

@@ -25,7 +25,7 @@ from rich.table import Table
 from search import space as space_mod
 from search.data import DataError
 from search.space import SpaceError
-from search.study import DEFAULT_ROOT, Study, StudyError
+from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
 
 USER_ERRORS = (SpaceError, DataError, StudyError)
 BOARD_PORT = 6006
@@ -246,6 +246,51 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     return 2 if errors else 0
 
 
+def cmd_results(args: argparse.Namespace, console: Console) -> int:
+    from search.results import FIELDS, columns, to_csv, trial_rows
+
+    study = Study(args.study, args.logs)
+    study.read()
+    rows = trial_rows(study)[: args.top]
+    if args.csv:
+        write_atomic(args.csv, to_csv(rows))
+        console.print(f"Wrote {len(rows)} trials to {args.csv}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    # On screen: the fixed columns and the hyperparameters that differ between trials.
+    varying = [c for c in columns(rows)[len(FIELDS) :] if len({str(r.get(c)) for r in rows}) > 1]
+    table = Table(title=f"Study {study.name}: {len(rows)} trials, best first", title_justify="left")
+    shown = [c for c in FIELDS if c != "reason"] + varying
+    for c in shown:
+        table.add_column(HEADERS.get(c, c), justify="left" if c == "status" else "right")
+    for r in rows:
+        table.add_row(*(_cell(r.get(c)) for c in shown))
+    console.print(table)
+    for r in rows:
+        if r["reason"]:
+            console.print(f"trial {r['trial']} failed: {escape(r['reason'])}")
+    return 0
+
+
+HEADERS = {
+    "val_accuracy": "val acc",
+    "best_epoch": "best ep",
+    "epochs_run": "epochs",
+    "seconds": "sec",
+    "parameters": "params",
+    "images_per_s": "img/s",
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 1 else f"{value:,.0f}"
+    return str(value)
+
+
 def cmd_board(args: argparse.Namespace, console: Console) -> int:
     logdir = args.logs / args.study if args.study else args.logs
     if not logdir.exists():
@@ -404,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--study", help="study and model name (default: the preset's name)")
 
+    p = command(
+        "results", "every trial of a study as a table (or CSV, JSON)", cmd_results, study, logs
+    )
+    p.add_argument("--top", type=_positive, help="only the best K trials")
+    p.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     p = command("board", "start TensorBoard on the studies (127.0.0.1)", cmd_board, logs)
     p.add_argument("--port", type=int, default=BOARD_PORT)
     p.add_argument("--study", help="show only this study")
@@ -437,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command = shlex.join(["digits", *argv])
-    console = Console(highlight=False, soft_wrap=True)
+    # A log file or pipe has no width: let tables be as wide as they need, not 80 columns.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return args.func(args, console)

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from search import data as data_mod
 from search.hypermodel import DigitsHyperModel
+from search.results import failure_reason, update_csv, write_stats
 from search.space import Space
 from search.study import Study, StudyError, new_record, read_json
 
@@ -241,7 +242,7 @@ def run_search(
         tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
         study.write(record)
         _header(console, space, opts, plan, split, study, resuming)
-        progress = SearchProgress(tuner, plan, console)
+        progress = SearchProgress(tuner, plan, study, console)
         try:
             tuner.search(
                 split.x_train,
@@ -290,12 +291,6 @@ def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
     return sorted(done, key=lambda t: t.score, reverse=True)
 
 
-def failure_reason(trial: kt.engine.trial.Trial) -> str:
-    """The last line of the trial's traceback: keras-tuner stores the whole of it."""
-    lines = [ln for ln in (trial.message or "").strip().splitlines() if ln.strip()]
-    return lines[-1].split("FailedTrialError: ")[-1] if lines else "unknown error"
-
-
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -313,14 +308,14 @@ class SearchProgress(keras.callbacks.Callback):
     every trial; this one is shared on purpose, so the copy is the object itself.
     """
 
-    def __init__(self, tuner: kt.Tuner, plan: Plan, console: Console):
+    def __init__(self, tuner: kt.Tuner, plan: Plan, study: Study, console: Console):
         super().__init__()
-        self.tuner, self.plan, self.console = tuner, plan, console
+        self.tuner, self.plan, self.study, self.console = tuner, plan, study, console
         self.started = time.monotonic()
         self.reported = set(tuner.oracle.end_order)
         self.epochs_done = 0  # in this process, for the ETA
-        self.trial_started = self.started
-        self.current: tuple[str, int] = ("", 0)  # (trial id, epochs it has run here)
+        self.trial_id = ""  # the trial training now, and what it did so far in this process
+        self.stats: dict[str, Any] = {}
 
     def __deepcopy__(self, memo: dict) -> SearchProgress:
         return self
@@ -330,28 +325,47 @@ class SearchProgress(keras.callbacks.Callback):
         trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id)
         if trial is None:
             return
-        self.trial_started = time.monotonic()
-        self.current = (trial.trial_id, 0)
-        shown = {
-            k: v
-            for k, v in trial.hyperparameters.values.items()
-            if k in self.tuner.hypermodel.space.params
-            and self.tuner.hypermodel.space.params[k].tunable
-        }
+        values = trial.hyperparameters.values
+        if trial.trial_id != self.trial_id:  # not a further execution of the same trial
+            self.trial_id = trial.trial_id
+            self.stats = {"epochs_run": 0, "seconds": 0.0, "stopped_early": False}
+            self._announce(trial)
+        self.fit_started = time.monotonic()
+        self.fit_epochs = 0
+        self.fit_planned = self.params["epochs"] - values.get("tuner/initial_epoch", 0)
+
+    def _announce(self, trial: kt.engine.trial.Trial) -> None:
+        space = self.tuner.hypermodel.space
+        values = trial.hyperparameters.values
+        shown = ", ".join(
+            f"{k}={_fmt(v)}"
+            for k, v in values.items()
+            if k in space.params and space.params[k].tunable
+        )
         extra = ""
-        if "tuner/initial_epoch" in trial.hyperparameters.values:
-            v = trial.hyperparameters.values
-            extra = f" · epochs {v['tuner/initial_epoch'] + 1}-{v['tuner/epochs']}"
-        values = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
+        if "tuner/initial_epoch" in values:
+            extra = f" · epochs {values['tuner/initial_epoch'] + 1}-{values['tuner/epochs']}"
         number = self.tuner.oracle.start_order.index(trial.trial_id) + 1
         self.console.print(
-            f"Trial {number}/{self.plan.trials} [dim](id {trial.trial_id}{extra})[/]: {values}",
+            f"Trial {number}/{self.plan.trials} [dim](id {trial.trial_id}{extra})[/]: {shown}",
             highlight=False,
         )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs_done += 1
-        self.current = (self.current[0], self.current[1] + 1)
+        self.fit_epochs += 1
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Record what this trial's training did, beside keras-tuner's trial.json."""
+        seconds = time.monotonic() - self.fit_started
+        s = self.stats
+        s["epochs_run"] += self.fit_epochs
+        s["seconds"] = round(s["seconds"] + seconds, 2)
+        s["stopped_early"] = s["stopped_early"] or self.fit_epochs < self.fit_planned
+        s["parameters"] = int(self.model.count_params())
+        images = self.tuner.hypermodel.train_size * s["epochs_run"]
+        s["images_per_s"] = round(images / s["seconds"], 1) if s["seconds"] else None
+        write_stats(self.study.tuner_dir / f"trial_{self.trial_id}", s)
 
     def report_ended(self) -> None:
         """Print one line for each trial that ended since the last call."""
@@ -362,17 +376,19 @@ class SearchProgress(keras.callbacks.Callback):
             self.reported.add(trial_id)
             trial = oracle.trials[trial_id]
             trained = ""  # a trial that failed before training has no time or epochs here
-            if self.current[0] == trial_id:
-                took = _duration(time.monotonic() - self.trial_started)
-                trained = f", {self.current[1]} epoch(s) in {took}"
+            if trial_id == self.trial_id:
+                trained = f", {self.stats['epochs_run']} epoch(s) in "
+                trained += _duration(self.stats["seconds"])
+                trained += ", stopped early" if self.stats["stopped_early"] else ""
             if trial.status == "COMPLETED":
                 outcome = (
                     f"[green]{OBJECTIVE} {trial.score:.4f}[/] "
                     f"(best at epoch {trial.best_step + 1}{trained})"
                 )
             else:
-                outcome = f"[red]failed[/]: {escape(failure_reason(trial))}"
+                outcome = f"[red]failed[/]: {escape(failure_reason(trial.message))}"
             self.console.print(f"  trial {trial_id} {outcome} · {self._eta()}", highlight=False)
+            update_csv(self.study)
 
     def _eta(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -428,7 +444,7 @@ def summarize(tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: 
             "trials: the space is exhausted for it."
         )
     for t in failed:
-        console.print(f"  trial {t.trial_id} failed: {escape(failure_reason(t))}")
+        console.print(f"  trial {t.trial_id} failed: {escape(failure_reason(t.message))}")
     if failed:
         console.print(f"  (tracebacks: {tuner.project_dir}/trial_<id>/trial.json)")
     if not done:

@@ -64,7 +64,9 @@ def test_every_mistake_is_one_clear_line(tmp_path, text, message):
 
 
 def test_unknown_space_name_lists_builtins():
-    with pytest.raises(SpaceError, match="built-in spaces are deep, quick, seed_v1, seed_v2, smoke"):
+    with pytest.raises(
+        SpaceError, match="built-in spaces are deep, quick, seed_v1, seed_v2, smoke"
+    ):
         space.load("nope")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def cmd_spaces(args: argparse.Namespace, console: Console) -> int:
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
     space = space_mod.load(args.space)  # validate before the slow imports
     _quiet_tensorflow()
-    from search.tune import SearchOptions, run_search
+    from search.tune import SearchOptions, plan_search, run_search
 
     opts = SearchOptions(
         study=args.study or space.name,
@@ -98,8 +99,12 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         data=args.data,
         root=args.logs,
         overwrite=args.overwrite,
+        time_budget=args.time_budget,
     )
-    run_search(space, opts, command=args.command, console=console)
+    if args.plan:
+        plan_search(space, opts, console)
+    else:
+        run_search(space, opts, command=args.command, console=console)
     return 0
 
 
@@ -395,6 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop a trial after this many epochs without a better val_accuracy",
     )
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the trials, epochs and an "
+        "estimated wall time (from a few seconds of calibration); train nothing",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=_duration,
+        metavar="DURATION",
+        help="e.g. 45m, 2h, 1h30m: start no trial that cannot finish in time; rerun to continue",
+    )
 
     p = command(
         "retrain", "retrain the best configurations on all training data", cmd_retrain, study, logs
@@ -475,6 +492,20 @@ def _parent(*flags: str, **kwargs: Any) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(*flags, **kwargs)
     return parent
+
+
+def _duration(text: str) -> float:
+    """'45m', '2h', '1h30m', '90s' or plain seconds -> seconds."""
+    parts = re.fullmatch(
+        r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip()
+    )
+    if not text.strip() or parts is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 45m, 2h or 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+    seconds = h * 3600 + m * 60 + sec
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be positive")
+    return seconds
 
 
 def _positive(text: str) -> int:

@@ -23,7 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from search import data as data_mod
-from search.hypermodel import DigitsHyperModel
+from search.hypermodel import DigitsHyperModel, compile_model, make_dataset
+from search.model import build_model
 from search.results import failure_reason, update_csv, write_stats
 from search.space import Space
 from search.study import Study, StudyError, new_record, read_json
@@ -57,6 +58,7 @@ class SearchOptions:
     root: Path = Path("logs")
     overwrite: bool = False
     top: int = 5
+    time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,81 @@ def discard_interrupted(study: Study) -> None:
         shutil.rmtree(study.tensorboard_dir / str(trial_id), ignore_errors=True)
 
 
+CALIBRATION_BATCHES = 20  # timed training steps (after 3 warm-up steps) per calibration
+VALIDATION_COST = 1 / 3  # an evaluated image costs about a third of a trained one
+
+
+def calibrate(space: Space, split: data_mod.Split) -> float:
+    """Training images per second of the space's default configuration on this machine.
+
+    A short timed run (a few seconds): the default configuration takes the first value of
+    every choice and the lower end of every range.
+    """
+    config = space.register(kt.HyperParameters())
+    model = build_model(config)
+    batch = config["batch_size"]
+    compile_model(model, config, steps=100, epochs=1)
+    ds = make_dataset(split.x_train, split.y_train, batch, config).repeat()
+    it = iter(ds)
+    for _ in range(3):
+        model.train_on_batch(*next(it))
+    start = time.perf_counter()
+    for _ in range(CALIBRATION_BATCHES):
+        model.train_on_batch(*next(it))
+    return CALIBRATION_BATCHES * batch / (time.perf_counter() - start)
+
+
+def estimate_seconds(epochs: int, split: data_mod.Split, images_per_s: float) -> float:
+    """Wall time of `epochs` epochs: training plus the validation pass after each."""
+    per_epoch = (len(split.y_train) + VALIDATION_COST * len(split.y_val)) / images_per_s
+    return epochs * per_epoch
+
+
+def describe_plan(
+    space: Space,
+    opts: SearchOptions,
+    plan: Plan,
+    split: data_mod.Split,
+    images_per_s: float,
+    console: Console,
+) -> None:
+    """What a search will do, without training: `digits search ... --plan`."""
+    size = space.size()
+    console.print(
+        f"Space {space.name}: {f'{size:,} configurations' if size is not None else 'continuous'}"
+    )
+    console.print(
+        f"Tuner {opts.tuner}: {plan.trials} trials, {plan.epochs} epochs in all, "
+        f"on {len(split.y_train):,} training / {len(split.y_val):,} validation images"
+    )
+    if opts.tuner == "hyperband":
+        runs: dict[int, int] = {}
+        for e in plan.trial_epochs:
+            runs[e] = runs.get(e, 0) + 1
+        parts = ", ".join(f"{n} x {e} epoch(s)" for e, n in runs.items())
+        console.print(
+            f"  Hyperband (factor {HYPERBAND_FACTOR}, max {max(plan.trial_epochs)} "
+            f"epochs) runs its trials as: {parts}"
+        )
+    total = estimate_seconds(plan.epochs, split, images_per_s)
+    console.print(
+        f"Calibration on this machine: {images_per_s:,.0f} training images/s for the default "
+        f"configuration -> about {_duration(total)} in all (early stopping makes it less; "
+        "larger configurations more)."
+    )
+
+
+def plan_search(space: Space, opts: SearchOptions, console: Console) -> Plan:
+    """Print what `run_search` would do and how long it would take; train nothing."""
+    check_tuner(space, opts.tuner)
+    if opts.tuner == "hyperband":
+        space = space.with_fixed("epochs", trial_epochs(space, opts))
+    split = data_mod.split(data_mod.load(opts.data), opts.val_size, opts.train_size, opts.seed)
+    plan = make_plan(space, opts)
+    describe_plan(space, opts, plan, split, calibrate(space, split), console)
+    return plan
+
+
 def run_search(
     space: Space, opts: SearchOptions, command: str, console: Console | None = None
 ) -> kt.Tuner:
@@ -243,25 +320,31 @@ def run_search(
         study.write(record)
         _header(console, space, opts, plan, split, study, resuming)
         progress = SearchProgress(tuner, plan, study, console)
+        within_budget = opts.time_budget is None or progress.set_budget(
+            opts.time_budget, calibrate(space, split), split
+        )
         try:
-            tuner.search(
-                split.x_train,
-                split.y_train,
-                validation_data=(split.x_val, split.y_val),
-                callbacks=[
-                    keras.callbacks.TensorBoard(
-                        str(study.tensorboard_dir), write_graph=False, profile_batch=0
-                    ),
-                    keras.callbacks.EarlyStopping(OBJECTIVE, patience=opts.patience, mode="max"),
-                    progress,
-                ],
-                verbose=0,
-            )
+            if within_budget:
+                tuner.search(
+                    split.x_train,
+                    split.y_train,
+                    validation_data=(split.x_val, split.y_val),
+                    callbacks=[
+                        keras.callbacks.TensorBoard(
+                            str(study.tensorboard_dir), write_graph=False, profile_batch=0
+                        ),
+                        keras.callbacks.EarlyStopping(
+                            OBJECTIVE, patience=opts.patience, mode="max"
+                        ),
+                        progress,
+                    ],
+                    verbose=0,
+                )
         except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
             progress.report_ended()
             raise StudyError(f"search stopped: {str(e).splitlines()[0]}") from None
         progress.report_ended()
-    summarize(tuner, space, plan, console, opts.top)
+    summarize(tuner, space, plan, console, opts.top, progress.budget_note)
     return tuner
 
 
@@ -292,6 +375,8 @@ def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.1f}s"
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
@@ -316,6 +401,40 @@ class SearchProgress(keras.callbacks.Callback):
         self.epochs_done = 0  # in this process, for the ETA
         self.trial_id = ""  # the trial training now, and what it did so far in this process
         self.stats: dict[str, Any] = {}
+        self.deadline: float | None = None
+        self.budget_note = ""
+
+    def set_budget(self, seconds: float, images_per_s: float, split: data_mod.Split) -> bool:
+        """Start no trial that the estimate says cannot end within `seconds` from now.
+
+        Returns False when not even the next trial fits.
+        """
+        self.deadline = time.monotonic() + seconds
+        self.epoch_seconds = estimate_seconds(1, split, images_per_s)  # until measured
+        return self._check_budget()
+
+    def _check_budget(self) -> bool:
+        """Tell keras-tuner to create no further trial if the next one cannot finish in time.
+
+        Runs when a trial's training ends, before the tuner asks its oracle for the next.
+        """
+        oracle = self.tuner.oracle
+        following = len(oracle.trials)  # index of the trial the oracle would create next
+        if self.deadline is None or following >= self.plan.trials:
+            return True
+        if self.epochs_done:
+            self.epoch_seconds = (time.monotonic() - self.started) / self.epochs_done
+        need = self.epoch_seconds * self.plan.trial_epochs[following]
+        left = self.deadline - time.monotonic()
+        if need <= left:
+            return True
+        oracle.max_trials = following  # keras-tuner's own stop: it creates no further trial
+        self.budget_note = (
+            f"[yellow]Time budget:[/] the next trial needs about {_duration(need)}, "
+            f"{_duration(max(left, 0))} is left: stopped after {following} of "
+            f"{self.plan.trials} trials. Rerun with a larger --time-budget to continue."
+        )
+        return False
 
     def __deepcopy__(self, memo: dict) -> SearchProgress:
         return self
@@ -366,6 +485,7 @@ class SearchProgress(keras.callbacks.Callback):
         images = self.tuner.hypermodel.train_size * s["epochs_run"]
         s["images_per_s"] = round(images / s["seconds"], 1) if s["seconds"] else None
         write_stats(self.study.tuner_dir / f"trial_{self.trial_id}", s)
+        self._check_budget()
 
     def report_ended(self) -> None:
         """Print one line for each trial that ended since the last call."""
@@ -428,7 +548,9 @@ def edge_warnings(space: Space, values: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def summarize(tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: int) -> None:
+def summarize(
+    tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: int, budget_note: str = ""
+) -> None:
     """A table of the best trials (one column each), failures, and edge warnings."""
     oracle = tuner.oracle
     done = completed_trials(tuner)
@@ -438,7 +560,9 @@ def summarize(tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: 
         f"{len(oracle.trials)} of {plan.trials} planned.",
         highlight=False,
     )
-    if len(oracle.trials) < plan.trials and not oracle.ongoing_trials:
+    if budget_note:
+        console.print(budget_note)
+    elif len(oracle.trials) < plan.trials and not oracle.ongoing_trials:
         console.print(
             f"The tuner found no new configurations to try after {len(oracle.trials)} "
             "trials: the space is exhausted for it."

@@ -162,3 +162,36 @@ def test_plan_honours_budgets():
     assert make_plan(v2, SearchOptions("s", tuner="random")).trials == 10
     hb = make_plan(v2, SearchOptions("s", tuner="hyperband", max_trials=3))
     assert hb.trial_epochs == [2, 2, 2]
+
+
+def test_plan_prints_trials_and_an_estimate_without_training(tmp_path, run_cli, tiny):
+    code, out, _ = run_cli(
+        "search", "--space", "seed_v2", "--plan", "--max-epochs", "3", *tiny, "--logs", tmp_path
+    )
+    assert code == 0
+    assert "Space seed_v2: continuous" in out
+    assert "Hyperband (factor 3, max 3 epochs)" in out and "training images/s" in out
+    n = len(hyperband_epochs(3))
+    assert f"{n} trials, {sum(hyperband_epochs(3))} epochs in all" in out
+    assert not (tmp_path / "seed_v2").exists()
+
+
+def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, tiny):
+    argv = [
+        "search",
+        "--space",
+        "smoke",
+        "--tuner",
+        "random",
+        "--max-trials",
+        "2",
+        *tiny,
+        "--logs",
+        tmp_path,
+    ]
+    code, out, _ = run_cli(*argv, "--time-budget", "0.01s")
+    assert code == 0 and "stopped after 0 of 2 trials" in out and "--time-budget" in out
+    assert not trials_of(tmp_path, "smoke")
+    code, out, _ = run_cli(*argv, "--time-budget", "2h")
+    assert code == 0 and "2 trials completed" in out
+    assert len(trials_of(tmp_path, "smoke")) == 2

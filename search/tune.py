@@ -37,8 +37,16 @@ TUNERS = ("hyperband", "random", "bayesian", "grid")
 OBJECTIVE = "val_accuracy"
 DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
 HYPERBAND_FACTOR = 3
-# Fields of a study record that must match to resume it; budgets (max_trials) may grow.
-IDENTITY = ("space", "tuner", "max_epochs", "executions", "data", "seed")
+# What must match to resume a study: budgets (max_trials) may grow, and the data may move
+# (its path), but not change (its checksum and split).
+IDENTITY = {
+    "space": lambda r: r["space"]["params"],
+    "tuner": lambda r: r["tuner"],
+    "max_epochs": lambda r: r["max_epochs"],
+    "executions": lambda r: r["executions"],
+    "data": lambda r: [r["data"][k] for k in ("sha256", "train", "val")],
+    "seed": lambda r: r["seed"],
+}
 
 
 @dataclass(frozen=True)
@@ -192,8 +200,14 @@ def study_record(
 def check_resumable(study: Study, record: dict[str, Any]) -> dict[str, Any]:
     """The stored record, updated for this run; refuse if the study was made differently."""
     old = study.read()
-    for key in IDENTITY:
-        if old.get(key) != record[key]:
+    for key, part in IDENTITY.items():
+        try:
+            same = part(old) == part(record)
+        except (KeyError, TypeError):
+            raise StudyError(
+                f"{study.record_path}: no valid '{key}' entry; pass --overwrite"
+            ) from None
+        if not same:
             raise StudyError(
                 f"study '{study.name}' was made with a different {key}; rerun its original "
                 f"command ({old.get('commands', ['?'])[0]}), pass --overwrite to start over, "

@@ -9,7 +9,9 @@ trains the same way in a search and after it.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -152,12 +154,29 @@ class DigitsHyperModel(kt.HyperModel):
         self.train_size = train_size
         self.max_epochs = max_epochs
         self.seed = seed
+        self._declare_only = False
+
+    @contextlib.contextmanager
+    def declaring(self) -> Iterator[None]:
+        """While a tuner is constructed, `build` only declares the hyperparameters.
+
+        keras-tuner builds the model at start-up just to discover the search space; the space
+        declares everything itself, so the build would only cost time, and it would crash the
+        tuner when the default configuration cannot be built.
+        """
+        self._declare_only = True
+        try:
+            yield
+        finally:
+            self._declare_only = False
 
     def epochs(self, config: dict[str, Any]) -> int:
         return min(config["epochs"], self.max_epochs or config["epochs"])
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         config = self.space.register(hp)
+        if self._declare_only:
+            return None
         try:
             model = build_model(config)
         except ValueError as e:

@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from search.data import IMAGE_SHAPE, NUM_CLASSES
+from search.space import unbuildable
 
 
 def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model:
@@ -21,6 +22,9 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
     Raises:
         ValueError: the configuration cannot be built (a feature map shrinks below the kernel).
     """
+    problem = unbuildable(config)
+    if problem:
+        raise ValueError(problem)
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = layers.Reshape((*IMAGE_SHAPE, 1), name="channel")(inputs)
     x = layers.Rescaling(1 / 255, name="scale")(x)
@@ -29,7 +33,6 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
         for c in range(1, config["convs_per_block"] + 1):
             last = c == config["convs_per_block"]
             strides = 2 if config["downsample"] == "strided" and last else 1
-            _check_fits(x, config["kernel_size"], config["padding"], f"block {b} conv {c}")
             x = layers.Conv2D(
                 config[f"filters_{b}"],
                 config["kernel_size"],
@@ -40,7 +43,6 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
             )(x)
             x = _activate(x, bn, f"b{b}_conv{c}")
         if config["downsample"] == "maxpool":
-            _check_fits(x, 2, "valid", f"block {b} pool")
             x = layers.MaxPooling2D(2, name=f"b{b}_pool")(x)
         if config["dropout_conv"] > 0:
             x = layers.Dropout(config["dropout_conv"], name=f"b{b}_drop")(x)
@@ -63,9 +65,3 @@ def _activate(x: Any, bn: bool, name: str) -> Any:
     if bn:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
-
-
-def _check_fits(x: Any, kernel: int, padding: str, where: str) -> None:
-    size = min(x.shape[1], x.shape[2])
-    if padding == "valid" and size < kernel:
-        raise ValueError(f"{where}: a {kernel}x{kernel} window does not fit the {size}x{size} map")

@@ -14,6 +14,7 @@ the key and what is wrong. No TensorFlow here: `digits spaces` stays fast.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import tomllib
 from collections.abc import Callable
@@ -254,9 +255,58 @@ class Space:
             values[p.name] = p.register(hp)
         return values
 
+    def build_warnings(self) -> list[str]:
+        """One line if some combinations of the shape keys cannot build, naming the keys."""
+        options = [
+            _values(self.params[k])
+            if self.params[k].type is int
+            else list(self.params[k].choice or [self.params[k].fixed])
+            for k in SHAPE_KEYS
+        ]
+        bad = [
+            combo
+            for combo in itertools.product(*options)
+            if unbuildable(dict(zip(SHAPE_KEYS, combo, strict=True)))
+        ]
+        if not bad:
+            return []
+        tuned = [k for k, o in zip(SHAPE_KEYS, options, strict=True) if len(o) > 1]
+        example = dict(zip(SHAPE_KEYS, bad[0], strict=True))
+        return [
+            f"{self.path}: {len(bad)} of {math.prod(map(len, options))} combinations of "
+            f"{', '.join(tuned or SHAPE_KEYS)} cannot build, e.g. "
+            f"{', '.join(f'{k}={v}' for k, v in example.items())} "
+            f"({unbuildable(example)}); such trials are recorded as failed"
+        ]
+
     def to_dict(self) -> dict[str, str]:
         """Each active parameter as a short string, for study records and listings."""
         return {p.name: p.describe() for p in self.active()}
+
+
+IMAGE_SIZE = 28
+SHAPE_KEYS = ("blocks", "convs_per_block", "kernel_size", "padding", "downsample")
+
+
+def unbuildable(config: dict[str, Any]) -> str | None:
+    """Why the CNN of `config` cannot be built, or None: its feature map must not shrink
+    below a kernel or a pooling window ("valid" convs take k-1 pixels, pools halve)."""
+    size, k = IMAGE_SIZE, config["kernel_size"]
+    for b in range(1, config["blocks"] + 1):
+        for c in range(1, config["convs_per_block"] + 1):
+            if config["padding"] == "valid":
+                if size < k:
+                    return (
+                        f"block {b} conv {c}: a {k}x{k} window does not fit the {size}x{size} map"
+                    )
+                size -= k - 1
+            if config["downsample"] == "strided" and c == config["convs_per_block"]:
+                size = (size + 1) // 2
+        if config["downsample"] == "maxpool":
+            if size < 2:
+                return f"block {b} pool: a 2x2 window does not fit the {size}x{size} map"
+            size //= 2
+    return None
 
 
 def _is_filter(p: Param) -> bool:

@@ -301,7 +301,13 @@ def plan_search(space: Space, opts: SearchOptions, console: Console) -> Plan:
     split = data_mod.split(data_mod.load(opts.data), opts.val_size, opts.train_size, opts.seed)
     plan = make_plan(space, opts)
     describe_plan(space, opts, plan, split, calibrate(space, split), console)
+    _warn_unbuildable(space, console)
     return plan
+
+
+def _warn_unbuildable(space: Space, console: Console) -> None:
+    for warning in space.build_warnings():
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def run_search(
@@ -330,9 +336,11 @@ def run_search(
         hypermodel = DigitsHyperModel(
             space, len(split.y_train), trial_epochs(space, opts), opts.seed
         )
-        tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
+        with hypermodel.declaring():
+            tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
         study.write(record)
         _header(console, space, opts, plan, split, study, resuming)
+        _warn_unbuildable(space, console)
         progress = SearchProgress(tuner, plan, study, console)
         within_budget = opts.time_budget is None or progress.set_budget(
             opts.time_budget, calibrate(space, split), split
@@ -355,8 +363,19 @@ def run_search(
                     verbose=0,
                 )
         except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
+            if "consecutive failures" not in str(e):
+                raise
             progress.report_ended()
-            raise StudyError(f"search stopped: {str(e).splitlines()[0]}") from None
+            failed = [t for t in tuner.oracle.trials.values() if t.status == "FAILED"]
+            causes: dict[str, int] = {}
+            for t in failed:
+                reason = failure_reason(t.message)
+                causes[reason] = causes.get(reason, 0) + 1
+            listed = "; ".join(f"{n} x {reason}" for reason, n in causes.items())
+            raise StudyError(
+                f"search stopped after {tuner.oracle.max_consecutive_failed_trials} consecutive "
+                f"failed trials ({len(failed)} failed in all): {listed}"
+            ) from None
         progress.report_ended()
     summarize(tuner, space, plan, console, opts.top, progress.budget_note)
     return tuner

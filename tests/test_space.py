@@ -108,3 +108,13 @@ def test_boolean_choice_stays_boolean():
     hp = kt.HyperParameters()
     values = space.load("seed_v2").register(hp)
     assert values["batch_norm"] is False
+
+
+def test_unbuildable_combinations_are_named_up_front(tmp_path):
+    text = '[model]\nblocks = {choice = [1, 3]}\nkernel_size = {choice = [3, 9]}\npadding = "valid"'
+    warnings = space.load(str(write(tmp_path, text))).build_warnings()
+    assert len(warnings) == 1
+    assert "1 of 4 combinations of blocks, kernel_size cannot build" in warnings[0]
+    assert "a 9x9 window does not fit the 1x1 map" in warnings[0]
+    for name in BUILTIN:
+        assert space.load(name).build_warnings() == []

@@ -81,6 +81,21 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, run_cli, tiny
     assert statuses == ["COMPLETED", "FAILED"]
 
 
+def test_consecutive_failures_stop_the_search_with_their_causes(tmp_path, run_cli, tiny):
+    path = tmp_path / "broken.toml"
+    path.write_text(
+        "[model]\nblocks = 3\nfilters_1 = {choice = [2, 3, 4, 5]}\nkernel_size = 9\n"
+        'padding = "valid"\n'
+    )
+    code, out, err = run_cli(
+        "search", "--space", path, "--tuner", "grid", *tiny, "--logs", tmp_path / "logs"
+    )
+    assert code == 2 and "4 combinations" not in err
+    assert "cannot build, e.g." in out  # warned up front
+    assert "search stopped after 3 consecutive failed trials (3 failed in all): 3 x " in err
+    assert "a 9x9 window does not fit" in err
+
+
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny):
     logs = tmp_path / "logs"
     argv = [

@@ -275,7 +275,36 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
     for r in rows:
         if r["reason"]:
             console.print(f"trial {r['trial']} failed: {escape(r['reason'])}")
+    if args.importance:
+        show_importance(study, rows, console)
     return 0
+
+
+def show_importance(study: Study, rows: list[dict], console: Console) -> None:
+    from search.importance import analyse
+    from search.results import columns
+
+    params = study.read()["space"]["params"]
+    log_params = {name for name, text in params.items() if text.endswith(" log")}
+    names = [c for c in columns(rows) if c in params]
+    folder = study.dir / "importance"
+    summary = analyse(rows, names, log_params, folder)
+    if summary["ranking"]:
+        table = Table(
+            title="Hyperparameter importance (random forest, permutation)", title_justify="left"
+        )
+        table.add_column("hyperparameter")
+        table.add_column("share", justify="right")
+        for name, share in summary["ranking"]:
+            table.add_row(name, f"{share:.0%}")
+        console.print(table)
+        _quiet_tensorflow()
+        from search.report import log_images
+
+        log_images(folder, [Path(p) for p in summary["plots"]])
+        console.print(f"Score-vs-value plots: {folder}/ (also in TensorBoard's image tab)")
+    if summary["note"]:
+        console.print(f"[yellow]note:[/] {summary['note']}")
 
 
 HEADERS = {
@@ -472,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive, help="only the best K trials")
     p.add_argument("--csv", type=Path, help="also write the table to this CSV file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--importance",
+        action="store_true",
+        help="rank the hyperparameters by influence on the score; plot score against each",
+    )
 
     p = command("board", "start TensorBoard on the studies (127.0.0.1)", cmd_board, logs)
     p.add_argument("--port", type=int, default=BOARD_PORT)

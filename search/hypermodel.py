@@ -10,7 +10,10 @@ trains the same way in a search and after it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import math
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,6 +70,10 @@ def compile_model(model: keras.Model, config: dict[str, Any], steps: int, epochs
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
         metrics=["accuracy"],
     )
+    # Built lazily inside the first traced train step, the optimizer's slot variables get
+    # conditional initialisers whose graphs TensorFlow keeps for the life of the process:
+    # memory that grows with every trial. Built here, eagerly, they have none.
+    optimizer.build(model.trainable_variables)
 
 
 def augment_batch(images: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
@@ -138,6 +145,18 @@ def make_dataset(
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def release_memory() -> None:
+    """Give freed heap back to the system between trials.
+
+    keras-tuner clears the Keras session and collects garbage before each build, yet resident
+    memory still grew trial after trial (keras-tuner #395): glibc keeps the freed arenas of
+    each model's graphs and buffers. `malloc_trim` returns them (BENCHMARKS.md, memory).
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class DigitsHyperModel(kt.HyperModel):
     """Builds and trains the CNNs of a `Space`.
 
@@ -177,6 +196,7 @@ class DigitsHyperModel(kt.HyperModel):
         config = self.space.register(hp)
         if self._declare_only:
             return None
+        release_memory()
         try:
             model = build_model(config)
         except ValueError as e:

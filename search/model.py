@@ -61,7 +61,11 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
     return keras.Model(inputs, outputs, name=name)
 
 
+BN_MOMENTUM = 0.9  # Keras' 0.99 needs ~500 steps before its moving statistics can be used
+# for inference; short searches (tens of steps per epoch) then score at chance level.
+
+
 def _activate(x: Any, bn: bool, name: str) -> Any:
     if bn:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)

@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -100,12 +102,65 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         root=args.logs,
         overwrite=args.overwrite,
         time_budget=args.time_budget,
+        strategy=args.strategy,
     )
     if args.plan:
         plan_search(space, opts, console)
+    elif args.workers:
+        from search.distribute import run_local
+
+        if args.chief or args.time_budget:
+            raise StudyError(
+                "--workers runs its own chief on 127.0.0.1, and takes no --chief or --time-budget"
+            )
+        return run_local(
+            _without(args.argv, "--workers"), Study(opts.study, opts.root), args.workers, console
+        )
+    elif args.chief:
+        from search.distribute import oracle_env, parse_address
+
+        os.environ.update(oracle_env(*parse_address(args.chief), "chief"))
+        run_search(space, opts, command=args.command, console=console, role="chief")
     else:
         run_search(space, opts, command=args.command, console=console)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from search.distribute import (
+        oracle_env,
+        parse_address,
+        wait_for_chief,
+        wait_for_record,
+        worker_options,
+    )
+
+    host, port = parse_address(args.chief)
+    _quiet_tensorflow()
+    wait_for_chief(host, port, args.connect_timeout)
+    study = Study(args.study, args.logs)
+    wait_for_record(study, args.connect_timeout)
+    settings = worker_options(study)
+    space = space_mod.parse(tomllib.loads(settings["space_toml"]), Path(settings["space_path"]))
+    os.environ.update(oracle_env(host, port, args.id))
+    from search.tune import SearchOptions, run_search
+
+    opts = SearchOptions(study=study.name, root=args.logs, **settings["options"])
+    run_search(space, opts, command=args.command, console=console, role="worker")
+    return 0
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """`argv` without `flag VALUE` (or `flag=VALUE`)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(f"{flag}="):
+            out.append(a)
+    return out
 
 
 def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
@@ -436,10 +491,40 @@ def build_parser() -> argparse.ArgumentParser:
         "estimated wall time (from a few seconds of calibration); train nothing",
     )
     p.add_argument(
+        "--workers",
+        type=_positive,
+        help="run a chief and this many workers on 127.0.0.1 (keras-tuner's distributed mode)",
+    )
+    p.add_argument(
+        "--chief",
+        metavar="HOST:PORT",
+        help="be the chief of a distributed "
+        "search, serving the oracle here; start workers with `digits worker`",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("mirrored",),
+        help="train each trial on all local "
+        "GPUs with tf.distribute (on a CPU-only machine: the CPU)",
+    )
+    p.add_argument(
         "--time-budget",
         type=_duration,
         metavar="DURATION",
         help="e.g. 45m, 2h, 1h30m: start no trial that cannot finish in time; rerun to continue",
+    )
+
+    p = command("worker", "train trials for a distributed search's chief", cmd_worker, logs)
+    p.add_argument("--chief", required=True, metavar="HOST:PORT")
+    p.add_argument("--study", required=True, help="the study, in a folder shared with the chief")
+    p.add_argument(
+        "--id",
+        default=f"worker-{socket.gethostname()}-{os.getpid()}",
+        help="this worker's id; restart a dead worker with the same id and it "
+        "reruns its unfinished trial",
+    )
+    p.add_argument(
+        "--connect-timeout", type=float, default=60.0, help="seconds to wait for the chief"
     )
 
     p = command(
@@ -554,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command = shlex.join(["digits", *argv])
+    args.argv = argv
     # A log file or pipe has no width: let tables be as wide as they need, not 80 columns.
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)

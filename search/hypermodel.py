@@ -174,6 +174,7 @@ class DigitsHyperModel(kt.HyperModel):
         self.max_epochs = max_epochs
         self.seed = seed
         self._declare_only = False
+        self.current_trial: kt.engine.trial.Trial | None = None
 
     @contextlib.contextmanager
     def declaring(self) -> Iterator[None]:
@@ -220,6 +221,11 @@ class DigitsHyperModel(kt.HyperModel):
         epochs: int | None = None,
         **kwargs: Any,
     ) -> keras.callbacks.History:
+        # keras-tuner hands each fit a callback holding the trial; progress reports read it
+        # here, the same way on a single machine and on a worker of a distributed search.
+        self.current_trial = next(
+            (c.trial for c in callbacks or [] if getattr(c, "trial", None) is not None), None
+        )
         config = hp.values
         train = make_dataset(x, y, config["batch_size"], config, seed=self.seed)
         val = make_dataset(*validation_data, EVAL_BATCH)

@@ -8,7 +8,9 @@ records, which are the source of truth: a resumed search reports the same way.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -67,6 +69,7 @@ class SearchOptions:
     overwrite: bool = False
     top: int = 5
     time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
+    strategy: str | None = None  # "mirrored": each trial on all local GPUs (tf.distribute)
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,28 @@ def check_tuner(space: Space, tuner: str) -> None:
         )
 
 
+def make_strategy(name: str | None) -> Any:
+    """`tf.distribute` strategy for `--strategy`; None trains on the default device."""
+    if name is None:
+        return None
+    import tensorflow as tf
+
+    if name != "mirrored":
+        raise StudyError(f"unknown strategy '{name}': the one strategy is 'mirrored'")
+    if tf.config.list_physical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    Console(stderr=True).print(
+        f"note: no GPU here; --strategy mirrored trains on the CPU ({len(cpus)} logical device(s))"
+    )
+    return tf.distribute.MirroredStrategy(devices=cpus)
+
+
 def make_tuner(
     kind: str, hypermodel: DigitsHyperModel, study: Study, opts: SearchOptions, plan: Plan
 ) -> kt.Tuner:
     common = dict(
+        distribution_strategy=make_strategy(opts.strategy),
         hypermodel=hypermodel,
         objective=kt.Objective(OBJECTIVE, "max"),
         seed=opts.seed,
@@ -194,6 +215,7 @@ def study_record(
             "val": len(split.y_val),
         },
         seed=opts.seed,
+        strategy=opts.strategy,
     )
 
 
@@ -311,9 +333,18 @@ def _warn_unbuildable(space: Space, console: Console) -> None:
 
 
 def run_search(
-    space: Space, opts: SearchOptions, command: str, console: Console | None = None
+    space: Space,
+    opts: SearchOptions,
+    command: str,
+    console: Console | None = None,
+    role: str | None = None,
 ) -> kt.Tuner:
-    """Search `space` as `opts` says, resuming the study if it exists. Returns the tuner."""
+    """Search `space` as `opts` says, resuming the study if it exists. Returns the tuner.
+
+    `role` is None for a search in this process; "chief" serves the oracle to workers (the
+    KERASTUNER_* variables say where) and prints the summary once they are done; "worker"
+    trains the trials the chief hands out (see `search.distribute`).
+    """
     console = console or Console()
     check_tuner(space, opts.tuner)
     if opts.tuner == "hyperband":
@@ -323,24 +354,32 @@ def run_search(
     split = data_mod.split(dataset, opts.val_size, opts.train_size, opts.seed)
     record = study_record(space, opts, dataset, split, command)
     plan = make_plan(space, opts)
-    with study.lock():
-        if opts.overwrite:
-            study.remove()
-        resuming = study.exists()
-        if resuming:
-            record = check_resumable(study, record)
-            discard_interrupted(study)
-        elif study.tuner_dir.exists():
-            raise StudyError(f"{study.dir}: tuner state without study.json; pass --overwrite")
+    # The chief (or a lone search) owns the study; workers only add trials to it.
+    with contextlib.nullcontext() if role == "worker" else study.lock():
+        if role == "worker":
+            check_resumable(study, record)
+            resuming = True
+        else:
+            resuming = open_study(study, record, opts)
         keras.utils.set_random_seed(opts.seed)
         hypermodel = DigitsHyperModel(
             space, len(split.y_train), trial_epochs(space, opts), opts.seed
         )
         with hypermodel.declaring():
             tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
-        study.write(record)
-        _header(console, space, opts, plan, split, study, resuming)
-        _warn_unbuildable(space, console)
+        if role != "worker":
+            _header(console, space, opts, plan, split, study, resuming)
+            _warn_unbuildable(space, console)
+        if role == "chief":
+            address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+            console.print(
+                f"Chief: serving the oracle on {address}; workers join with "
+                f"`digits worker --chief {address} --study {study.name}`"
+            )
+            tuner.search(verbose=0)  # keras-tuner serves until every trial is done
+            update_csv(study)
+            summarize(tuner, space, plan, console, opts.top)
+            return tuner
         progress = SearchProgress(tuner, plan, study, console)
         within_budget = opts.time_budget is None or progress.set_budget(
             opts.time_budget, calibrate(space, split), split
@@ -351,34 +390,56 @@ def run_search(
                     split.x_train,
                     split.y_train,
                     validation_data=(split.x_val, split.y_val),
-                    callbacks=[
-                        keras.callbacks.TensorBoard(
-                            str(study.tensorboard_dir), write_graph=False, profile_batch=0
-                        ),
-                        keras.callbacks.EarlyStopping(
-                            OBJECTIVE, patience=opts.patience, mode="max"
-                        ),
-                        progress,
-                    ],
+                    callbacks=search_callbacks(study, opts, progress),
                     verbose=0,
                 )
         except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
             if "consecutive failures" not in str(e):
                 raise
             progress.report_ended()
-            failed = [t for t in tuner.oracle.trials.values() if t.status == "FAILED"]
-            causes: dict[str, int] = {}
-            for t in failed:
-                reason = failure_reason(t.message)
-                causes[reason] = causes.get(reason, 0) + 1
-            listed = "; ".join(f"{n} x {reason}" for reason, n in causes.items())
-            raise StudyError(
-                f"search stopped after {tuner.oracle.max_consecutive_failed_trials} consecutive "
-                f"failed trials ({len(failed)} failed in all): {listed}"
-            ) from None
+            raise StudyError(consecutive_failures(tuner)) from None
         progress.report_ended()
-    summarize(tuner, space, plan, console, opts.top, progress.budget_note)
+    if role != "worker":
+        summarize(tuner, space, plan, console, opts.top, progress.budget_note)
     return tuner
+
+
+def open_study(study: Study, record: dict[str, Any], opts: SearchOptions) -> bool:
+    """Start, restart (--overwrite) or resume the study; write its record. True if resuming."""
+    if opts.overwrite:
+        study.remove()
+    resuming = study.exists()
+    if resuming:
+        record = check_resumable(study, record)
+        discard_interrupted(study)
+    elif study.tuner_dir.exists():
+        raise StudyError(f"{study.dir}: tuner state without study.json; pass --overwrite")
+    study.write(record)
+    return resuming
+
+
+def search_callbacks(study: Study, opts: SearchOptions, progress: SearchProgress) -> list:
+    """TensorBoard (keras-tuner points it at each trial's folder and adds the HParams),
+    early stopping of hopeless trials, and progress."""
+    return [
+        keras.callbacks.TensorBoard(str(study.tensorboard_dir), write_graph=False, profile_batch=0),
+        keras.callbacks.EarlyStopping(OBJECTIVE, patience=opts.patience, mode="max"),
+        progress,
+    ]
+
+
+def consecutive_failures(tuner: kt.Tuner) -> str:
+    """One line: why keras-tuner gave up after its consecutive failures."""
+    failed = [t for t in tuner.oracle.trials.values() if t.status == "FAILED"]
+    causes: dict[str, int] = {}
+    for t in failed:
+        reason = failure_reason(t.message)
+        causes[reason] = causes.get(reason, 0) + 1
+    listed = "; ".join(f"{n} x {reason}" for reason, n in causes.items())
+    return (
+        f"search stopped after {tuner.oracle.max_consecutive_failed_trials} consecutive "
+        f"failed trials ({len(failed)} failed in all): {listed}"
+    )
 
 
 def _header(
@@ -430,7 +491,12 @@ class SearchProgress(keras.callbacks.Callback):
         super().__init__()
         self.tuner, self.plan, self.study, self.console = tuner, plan, study, console
         self.started = time.monotonic()
-        self.reported = set(tuner.oracle.end_order)
+        # On a worker of a distributed search the oracle lives in the chief: outcomes are then
+        # printed from this process's own epochs, and the chief keeps the records.
+        self.local = isinstance(tuner.oracle, kt.Oracle)
+        self.prefix = "" if self.local else f"{tuner.tuner_id}: "
+        self.reported = set(tuner.oracle.end_order) if self.local else set()
+        self.best: tuple[float, int] = (0.0, 0)  # best val_accuracy and its epoch, this fit
         self.epochs_done = 0  # in this process, for the ETA
         self.trial_id = ""  # the trial training now, and what it did so far in this process
         self.stats: dict[str, Any] = {}
@@ -474,7 +540,7 @@ class SearchProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.report_ended()
-        trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id)
+        trial = self.tuner.hypermodel.current_trial
         if trial is None:
             return
         values = trial.hyperparameters.values
@@ -484,6 +550,7 @@ class SearchProgress(keras.callbacks.Callback):
             self._announce(trial)
         self.fit_started = time.monotonic()
         self.fit_epochs = 0
+        self.best = (0.0, 0)
         self.fit_planned = self.params["epochs"] - values.get("tuner/initial_epoch", 0)
 
     def _announce(self, trial: kt.engine.trial.Trial) -> None:
@@ -497,15 +564,19 @@ class SearchProgress(keras.callbacks.Callback):
         extra = ""
         if "tuner/initial_epoch" in values:
             extra = f" · epochs {values['tuner/initial_epoch'] + 1}-{values['tuner/epochs']}"
-        number = self.tuner.oracle.start_order.index(trial.trial_id) + 1
+        number = int(trial.trial_id) + 1  # keras-tuner numbers trials in creation order
         self.console.print(
-            f"Trial {number}/{self.plan.trials} [dim](id {trial.trial_id}{extra})[/]: {shown}",
+            f"{self.prefix}Trial {number}/{self.plan.trials} "
+            f"[dim](id {trial.trial_id}{extra})[/]: {shown}",
             highlight=False,
         )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs_done += 1
         self.fit_epochs += 1
+        score = (logs or {}).get(OBJECTIVE, 0.0)
+        if score > self.best[0]:
+            self.best = (score, epoch + 1)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         """Record what this trial's training did, beside keras-tuner's trial.json."""
@@ -515,15 +586,24 @@ class SearchProgress(keras.callbacks.Callback):
         s["seconds"] = round(s["seconds"] + seconds, 2)
         s["stopped_early"] = s["stopped_early"] or self.fit_epochs < self.fit_planned
         s["parameters"] = int(self.model.count_params())
+        s["worker"] = self.tuner.tuner_id
         images = self.tuner.hypermodel.train_size * s["epochs_run"]
         s["images_per_s"] = round(images / s["seconds"], 1) if s["seconds"] else None
         write_stats(self.study.tuner_dir / f"trial_{self.trial_id}", s)
-        self._check_budget()
+        if self.local:
+            self._check_budget()
+        else:
+            self.console.print(
+                f"  {self.prefix}trial {self.trial_id} {OBJECTIVE} {self.best[0]:.4f} "
+                f"(best at epoch {self.best[1]}, {self.fit_epochs} epoch(s) in "
+                f"{_duration(seconds)})",
+                highlight=False,
+            )
 
     def report_ended(self) -> None:
-        """Print one line for each trial that ended since the last call."""
+        """Print one line for each trial that ended since the last call (single process)."""
         oracle = self.tuner.oracle
-        for trial_id in oracle.end_order:
+        for trial_id in oracle.end_order if self.local else []:
             if trial_id in self.reported:
                 continue
             self.reported.add(trial_id)

@@ -1,0 +1,176 @@
+"""Distributed search on loopback: a chief and workers in separate processes, faults included.
+
+Each test is bounded in time and cleans up its processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SEARCH = [
+    "search",
+    "--space",
+    "smoke",
+    "--tuner",
+    "random",
+    "--max-trials",
+    "4",
+    "--val-size",
+    "200",
+]
+
+
+def digits(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def trials(logs: Path) -> list[dict]:
+    folder = logs / "smoke" / "tuner"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("trial_*/trial.json"))]
+
+
+def workers_of(logs: Path) -> list[str]:
+    folder = logs / "smoke" / "tuner"
+    return [json.loads(p.read_text())["worker"] for p in folder.glob("trial_*/stats.json")]
+
+
+def test_chief_and_two_workers_run_every_trial_once(tmp_path):
+    logs = tmp_path / "logs"
+    done = digits(
+        *SEARCH, "--train-size", "600", "--workers", "2", "--logs", str(logs), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = trials(logs)
+    assert sorted(t["trial_id"] for t in found) == ["0", "1", "2", "3"]
+    assert all(t["status"] == "COMPLETED" for t in found)
+    assert set(workers_of(logs)) == {"worker0", "worker1"}  # both contributed
+    assert "4 trials completed, 0 failed, 4 of 4 planned" in done.stdout
+    runs = {p.name for p in (logs / "smoke" / "tensorboard").iterdir()}
+    assert runs == {"0", "1", "2", "3"}  # every worker's curves in the one study
+
+
+def _pids(pattern: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if pattern in text:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_rerun(tmp_path):
+    logs = tmp_path / "logs"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            *SEARCH,
+            "--train-size",
+            "3000",
+            "--workers",
+            "2",
+            "--logs",
+            str(logs),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    oracle = logs / "smoke" / "tuner" / "oracle.json"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until worker0 is training a trial
+            try:
+                ongoing = json.loads(oracle.read_text())["ongoing_trials"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                ongoing = {}
+            if "worker0" in ongoing:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("worker0 never started a trial")
+        victim = ongoing["worker0"]
+        time.sleep(1.0)  # inside its training
+        pids = _pids(f"--logs {logs} --id worker0")
+        assert pids, "worker0 not found"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "worker worker0 exited with status -9; restarted it" in out
+    found = trials(logs)
+    assert len(found) == 4 and all(t["status"] == "COMPLETED" for t in found)
+    assert f"worker0: Trial {int(victim) + 1}/4 (id {victim})" in out
+
+
+def test_a_worker_without_a_chief_fails_fast_and_clearly(tmp_path):
+    started = time.monotonic()
+    done = digits(
+        "worker",
+        "--chief",
+        "127.0.0.1:9",
+        "--study",
+        "smoke",
+        "--connect-timeout",
+        "2",
+        "--logs",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "cannot reach the chief at 127.0.0.1:9 within 2s" in done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_mirrored_strategy_runs_on_two_logical_cpus(tmp_path):
+    code = f"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from search.cli import main
+sys.exit(main({
+        [
+            *SEARCH[:-4],
+            "--max-trials",
+            "1",
+            "--train-size",
+            "600",
+            "--val-size",
+            "200",
+            "--strategy",
+            "mirrored",
+            "--logs",
+            str(tmp_path / "logs"),
+        ]!r
+    }))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no GPU here; --strategy mirrored trains on the CPU (2 logical device(s))" in done.stderr
+    assert [t["status"] for t in trials(tmp_path / "logs")] == ["COMPLETED"]

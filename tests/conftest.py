@@ -19,13 +19,45 @@ def tiny() -> list[str]:
     return list(TINY)
 
 
+def random_smoke(trials: int) -> list[str]:
+    """`digits search` arguments: a random search of `trials` trials on the smoke space."""
+    return ["search", "--space", "smoke", "--tuner", "random", "--max-trials", str(trials)]
+
+
+@pytest.fixture
+def smoke_search():
+    """`smoke_search(trials, *more)`: random smoke search arguments on a tiny subset."""
+
+    def argv(trials: int, *more: object) -> list[str]:
+        return [*random_smoke(trials), *TINY, *map(str, more)]
+
+    return argv
+
+
+@pytest.fixture(scope="session")
+def mnist_subset(tmp_path_factory) -> Path:
+    """The first 3,000 training and 500 test images of MNIST, as a Keras-layout .npz."""
+    from search import data
+
+    d = data.load()
+    path = tmp_path_factory.mktemp("data") / "mnist_subset.npz"
+    np.savez(
+        path,
+        x_train=d.x_train[:3000],
+        y_train=d.y_train[:3000],
+        x_test=d.x_test[:500],
+        y_test=d.y_test[:500],
+    )
+    return path
+
+
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory) -> Path:
     """The logs folder of a finished 3-trial random search on the smoke space."""
     from search.cli import main
 
     logs = tmp_path_factory.mktemp("finished") / "logs"
-    argv = ["search", "--space", "smoke", "--tuner", "random", "--max-trials", "3", *TINY]
+    argv = [*random_smoke(3), *TINY]
     assert main([*argv, "--logs", str(logs)]) == 0
     return logs
 

@@ -16,24 +16,16 @@ from search.cli import main
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """`digits run --preset smoke` on 2,000 training and 500 test images of MNIST."""
+def pipeline(tmp_path_factory, mnist_subset):
+    """`digits run --preset smoke` on 3,000 training and 500 test images of MNIST."""
     root = tmp_path_factory.mktemp("pipeline")
     d = data.load()
-    tiny = root / "tiny.npz"
-    np.savez(
-        tiny,
-        x_train=d.x_train[:2000],
-        y_train=d.y_train[:2000],
-        x_test=d.x_test[:500],
-        y_test=d.y_test[:500],
-    )
     argv = [
         "run",
         "--preset",
         "smoke",
         "--data",
-        str(tiny),
+        str(mnist_subset),
         "--logs",
         str(root / "logs"),
         "--models",
@@ -51,11 +43,11 @@ def pipeline(tmp_path_factory):
     }
 
 
-def test_run_writes_members_ensemble_report_and_export(pipeline):
+def test_run_writes_members_ensemble_report_and_export(pipeline, mnist_subset):
     members = sorted((pipeline["study"] / "retrain").glob("*/manifest.json"))
     assert len(members) == 2
     manifest = json.loads(members[0].read_text())
-    assert manifest["train_images"] == 2000 and manifest["epochs"] == 1
+    assert manifest["train_images"] == 3000 and manifest["epochs"] == 1
     assert {"loss", "accuracy"} <= set(manifest["final_metrics"])
     evaluation = json.loads((pipeline["study"] / "ensemble" / "evaluation.json").read_text())
     assert evaluation["test_images"] == 500 and len(evaluation["members"]) == 2
@@ -63,7 +55,7 @@ def test_run_writes_members_ensemble_report_and_export(pipeline):
         assert (pipeline["model"] / "report" / name).is_file()
     meta = json.loads((pipeline["model"] / "metadata.json").read_text())
     assert meta["evaluation"]["ensemble"]["test_accuracy"] > 0.5
-    assert meta["data_sha256"] == data.sha256_of([pipeline["root"] / "tiny.npz"])
+    assert meta["data_sha256"] == data.sha256_of([mnist_subset])
     assert {"tensorflow", "keras"} <= set(meta["versions"]) and meta["command"].startswith("digits")
     assert (pipeline["model"] / "README.md").read_text().startswith("# smoke")
     assert list((pipeline["study"] / "ensemble" / "tensorboard").iterdir())  # report images

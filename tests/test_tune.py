@@ -96,23 +96,9 @@ def test_consecutive_failures_stop_the_search_with_their_causes(tmp_path, run_cl
     assert "a 9x9 window does not fit" in err
 
 
-def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny):
+def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, smoke_search):
     logs = tmp_path / "logs"
-    argv = [
-        sys.executable,
-        "-m",
-        "search",
-        "search",
-        "--space",
-        "smoke",
-        "--tuner",
-        "random",
-        "--max-trials",
-        "4",
-        *tiny,
-        "--logs",
-        str(logs),
-    ]
+    argv = [sys.executable, "-m", "search", *smoke_search(4, "--logs", logs)]
     proc = subprocess.Popen(
         argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -191,19 +177,8 @@ def test_plan_prints_trials_and_an_estimate_without_training(tmp_path, run_cli, 
     assert not (tmp_path / "seed_v2").exists()
 
 
-def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, tiny):
-    argv = [
-        "search",
-        "--space",
-        "smoke",
-        "--tuner",
-        "random",
-        "--max-trials",
-        "2",
-        *tiny,
-        "--logs",
-        tmp_path,
-    ]
+def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, smoke_search):
+    argv = smoke_search(2, "--logs", tmp_path)
     code, out, _ = run_cli(*argv, "--time-budget", "0.01s")
     assert code == 0 and "stopped after 0 of 2 trials" in out and "--time-budget" in out
     assert not trials_of(tmp_path, "smoke")

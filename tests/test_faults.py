@@ -1,0 +1,54 @@
+"""Killed at any moment, damaged by hand: the study says what is wrong or carries on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def test_run_killed_during_retraining_resumes_to_the_end(tmp_path, mnist_subset):
+    argv = [
+        sys.executable,
+        "-m",
+        "search",
+        "run",
+        "--preset",
+        "smoke",
+        "--data",
+        str(mnist_subset),
+        "--logs",
+        str(tmp_path / "logs"),
+        "--models",
+        str(tmp_path / "models"),
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    retrain = tmp_path / "logs" / "smoke" / "retrain"
+    try:
+        deadline = time.monotonic() + 180
+        while not retrain.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert retrain.exists(), "never reached retraining"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (tmp_path / "models" / "smoke").exists()
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(retrain.glob("*/manifest.json"))) == 2
+    assert (tmp_path / "models" / "smoke" / "model.keras").is_file()
+    assert "Test accuracy" in done.stdout
+
+
+def test_damaged_study_record_is_named(tmp_path, run_cli, smoke_search):
+    argv = smoke_search(1, "--logs", tmp_path)
+    assert run_cli(*argv)[0] == 0
+    record = tmp_path / "smoke" / "study.json"
+    record.write_text(record.read_text()[:50])
+    code, _, err = run_cli(*argv)
+    assert code == 2 and f"{record}: damaged JSON" in err
+    assert (tmp_path / "smoke" / "tuner" / "oracle.json").is_file()

@@ -145,6 +145,19 @@ def test_a_worker_without_a_chief_fails_fast_and_clearly(tmp_path):
 
 
 def test_mirrored_strategy_runs_on_two_logical_cpus(tmp_path):
+    argv = [
+        *SEARCH[:-4],
+        "--max-trials",
+        "1",
+        "--train-size",
+        "600",
+        "--val-size",
+        "200",
+        "--strategy",
+        "mirrored",
+        "--logs",
+        str(tmp_path / "logs"),
+    ]
     code = f"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -152,21 +165,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from search.cli import main
-sys.exit(main({
-        [
-            *SEARCH[:-4],
-            "--max-trials",
-            "1",
-            "--train-size",
-            "600",
-            "--val-size",
-            "200",
-            "--strategy",
-            "mirrored",
-            "--logs",
-            str(tmp_path / "logs"),
-        ]!r
-    }))
+sys.exit(main({argv!r}))
 """
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300

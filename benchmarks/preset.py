@@ -20,25 +20,57 @@ from pathlib import Path
 
 from throughput import hardware, update_benchmarks
 
+RESULTS = Path(__file__).resolve().parent / "results"
 
-def run(preset: str, seed: int) -> dict:
+
+def run(preset: str, seed: int, workdir: Path | None) -> dict:
+    """One fresh run; in `workdir` (kept, e.g. for its report pictures) or a temporary one."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "search", "run", "--preset", preset, "--seed", str(seed)]
+        folder = workdir or Path(tmp)
+        study = f"{preset}-seed{seed}"
+        if (folder / "logs" / study).exists():
+            raise SystemExit(f"{folder / 'logs' / study} exists: a timed run starts from nothing")
+        cmd = [
+            sys.executable,
+            "-m",
+            "search",
+            "run",
+            "--preset",
+            preset,
+            "--seed",
+            str(seed),
+            "--study",
+            study,
+        ]
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=tmp, check=True)
+        subprocess.run(cmd, cwd=folder, check=True)
         minutes = (time.perf_counter() - start) / 60
         evaluation = json.loads(
-            (Path(tmp) / "logs" / preset / "ensemble" / "evaluation.json").read_text()
+            (folder / "logs" / study / "ensemble" / "evaluation.json").read_text()
         )
-    return {"seed": seed, "minutes": minutes, "evaluation": evaluation}
+    return {
+        "seed": seed,
+        "minutes": round(minutes, 2),
+        "date": time.strftime("%Y-%m-%d"),
+        "hardware": hardware(),
+        "evaluation": evaluation,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--workdir", type=Path, help="run here and keep the outputs")
     args = parser.parse_args()
-    results = [run(args.preset, seed) for seed in args.seeds]
+    # Every run is kept in benchmarks/results/, and the table shows all of them.
+    store = RESULTS / f"preset-{args.preset}.json"
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    for seed in args.seeds:
+        kept[str(seed)] = run(args.preset, seed, args.workdir)
+        RESULTS.mkdir(exist_ok=True)
+        store.write_text(json.dumps(kept, indent=1) + "\n")
+    results = [kept[k] for k in sorted(kept, key=int)]
     rows = []
     for r in results:
         e = r["evaluation"]
@@ -54,8 +86,9 @@ def main() -> None:
         [
             f"## `digits run --preset {args.preset}`, end to end",
             "",
-            f"`python benchmarks/preset.py {args.preset} --seeds {' '.join(map(str, args.seeds))}` "
-            f"on {hardware()}; {time.strftime('%Y-%m-%d')}. Wall time of the whole command from an "
+            f"`python benchmarks/preset.py {args.preset} --seeds N` (one run per seed, kept in "
+            f"`benchmarks/results/preset-{args.preset}.json`) on {results[0]['hardware']}; "
+            f"{results[-1]['date']}. Wall time of the whole command from an "
             "empty folder (search, retrain on all 60,000 training images, ensemble, one test "
             "evaluation, export); test set: the 10,000 MNIST test images.",
             "",

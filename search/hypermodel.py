@@ -22,7 +22,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
-from search.data import NUM_CLASSES
+from search.data import IMAGE_SHAPE, NUM_CLASSES
 from search.model import build_model
 from search.space import Space
 
@@ -70,9 +70,16 @@ def compile_model(model: keras.Model, config: dict[str, Any], steps: int, epochs
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
         metrics=["accuracy"],
     )
-    # Built lazily inside the first traced train step, the optimizer's slot variables get
-    # conditional initialisers whose graphs TensorFlow keeps for the life of the process:
-    # memory that grows with every trial. Built here, eagerly, they have none.
+    # Without a tf.distribute strategy Keras creates the optimizer's and the metrics'
+    # variables inside the first traced step, with conditional initialisers whose graphs
+    # TensorFlow keeps for the life of the process: memory that grew with every trial.
+    # Created here, eagerly, they have none.
+    x = np.zeros((1, *IMAGE_SHAPE), np.float32)
+    y = np.zeros((1, NUM_CLASSES), np.float32)
+    y_pred = model(x)
+    model.compute_loss(x, y, y_pred)
+    model.compute_metrics(x, y, y_pred)
+    model.reset_metrics()
     optimizer.build(model.trainable_variables)
 
 

@@ -58,11 +58,13 @@ def plan_members(study: Study, top: int, seeds: int, epochs: int | None) -> list
     with proportionally more steps.
     """
     members = []
+    # Seeds differ between studies run with different --seed, so repeated runs are independent.
+    base = 1000 * int(study.read().get("seed", 0))
     for trial in best_trials(study, top):
         values = trial["hyperparameters"]["values"]
         config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
         best_epoch = int(trial["best_step"]) + 1
-        for seed in range(seeds):
+        for seed in range(base, base + seeds):
             members.append(
                 Member(
                     name=f"t{trial['trial_id']}_s{seed}",

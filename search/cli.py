@@ -39,7 +39,7 @@ PRESETS: dict[str, dict] = {
     "quick": {  # the README's main job: within 15 minutes on a 2-core CPU
         "space": "quick",
         "search": {"tuner": "random", "max_trials": 4, "max_epochs": 2, "train_size": 10000},
-        "retrain": {"top": 2, "seeds": 1, "epochs": 5},
+        "retrain": {"top": 2, "seeds": 1, "epochs": 4},
     },
     "seed": {  # the original write-up's families
         "space": "seed_v2",

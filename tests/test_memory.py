@@ -10,7 +10,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from memory import measure
 
-
 # Per trial after the first few: ~5 MiB before the eager optimizer/metric build, ~2 after.
 MAX_GROWTH_PER_TRIAL_MIB = 3.6
 

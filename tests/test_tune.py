@@ -185,3 +185,45 @@ def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, smok
     code, out, _ = run_cli(*argv, "--time-budget", "2h")
     assert code == 0 and "2 trials completed" in out
     assert len(trials_of(tmp_path, "smoke")) == 2
+
+
+def test_bayesian_tuner_keeps_going_after_failed_trials(tmp_path, run_cli, tiny):
+    path = tmp_path / "half_broken.toml"
+    path.write_text(
+        "[model]\nblocks = 3\nfilters_1 = 4\nfilters_2 = 4\nfilters_3 = 4\n"
+        'kernel_size = {choice = [3, 9]}\npadding = "valid"\ndense_layers = 0\n'
+        "[train]\nlearning_rate = {min = 1e-4, max = 1e-2, sampling = 'log'}\nepochs = 1\n"
+    )
+    code, out, _ = run_cli(
+        "search",
+        "--space",
+        path,
+        "--tuner",
+        "bayesian",
+        "--max-trials",
+        "6",
+        *tiny,
+        "--logs",
+        tmp_path / "logs",
+    )
+    assert code == 0, out
+    statuses = [t["status"] for t in trials_of(tmp_path / "logs", "half_broken").values()]
+    assert len(statuses) == 6 and "FAILED" in statuses and "COMPLETED" in statuses
+    # Failed trials rank below every completed one.
+    code, out, _ = run_cli(
+        "results", "--study", "half_broken", "--logs", tmp_path / "logs", "--json"
+    )
+    rows = json.loads(out)
+    done = [r["status"] != "failed" for r in rows]
+    assert done == sorted(done, reverse=True)
+
+
+def test_hyperband_on_a_tiny_space_ends_with_a_sentence(tmp_path, run_cli, tiny):
+    path = tmp_path / "two.toml"
+    path.write_text(
+        "[model]\nblocks = 1\nfilters_1 = {choice = [4, 8]}\ndense_layers = 0\n"
+        "[train]\nepochs = 3\n"
+    )
+    code, out, _ = run_cli("search", "--space", path, *tiny, "--logs", tmp_path / "logs")
+    assert code == 0
+    assert "the space is exhausted for it" in out

@@ -103,6 +103,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         overwrite=args.overwrite,
         time_budget=args.time_budget,
         strategy=args.strategy,
+        max_failures=args.max_failures,
     )
     if args.plan:
         plan_search(space, opts, console)
@@ -489,6 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the trials, epochs and an "
         "estimated wall time (from a few seconds of calibration); train nothing",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_positive,
+        default=3,
+        help="stop the search after this many consecutive failed trials",
     )
     p.add_argument(
         "--workers",

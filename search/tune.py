@@ -70,6 +70,7 @@ class SearchOptions:
     top: int = 5
     time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
     strategy: str | None = None  # "mirrored": each trial on all local GPUs (tf.distribute)
+    max_failures: int = 3  # consecutive failed trials that stop the search
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def make_tuner(
         objective=kt.Objective(OBJECTIVE, "max"),
         seed=opts.seed,
         executions_per_trial=opts.executions,
+        max_consecutive_failed_trials=opts.max_failures,
         directory=str(study.dir),
         project_name="tuner",
         overwrite=False,

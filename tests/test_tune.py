@@ -200,6 +200,8 @@ def test_bayesian_tuner_keeps_going_after_failed_trials(tmp_path, run_cli, tiny)
         path,
         "--tuner",
         "bayesian",
+        "--max-failures",
+        "6",
         "--max-trials",
         "6",
         *tiny,

@@ -632,7 +632,8 @@ class SearchProgress(keras.callbacks.Callback):
         if not self.epochs_done or not remaining:
             return f"elapsed {_duration(elapsed)}"
         eta = elapsed / self.epochs_done * remaining
-        return f"elapsed {_duration(elapsed)}, ETA {_duration(eta)} (at most {remaining} epochs)"
+        left = f"at most {remaining} epoch(s) left"
+        return f"elapsed {_duration(elapsed)}, ETA {_duration(eta)} ({left})"
 
 
 def _fmt(v: Any) -> str:

@@ -144,6 +144,12 @@ class Param:
             return math.floor((self.max - self.min) / step + 1e-9) + 1
         return None
 
+    def largest(self) -> Any:
+        """The highest value this parameter can take (its only value when fixed)."""
+        if self.min is not None:
+            return self.max
+        return max(self.choice) if self.choice is not None else self.fixed
+
     def edges(self) -> tuple[Any, Any] | None:
         """Lowest and highest values of a numeric range or choice with an inside.
 
@@ -205,8 +211,7 @@ class Space:
     params: dict[str, Param] = field(default_factory=dict)
 
     def max_blocks(self) -> int:
-        p = self.params["blocks"]
-        return int(p.max if p.min is not None else max(p.choice) if p.choice else p.fixed)
+        return int(self.params["blocks"].largest())
 
     def active(self) -> list[Param]:
         """The params a model can use: filters only up to the largest block count."""

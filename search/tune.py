@@ -127,8 +127,7 @@ def make_plan(space: Space, opts: SearchOptions) -> Plan:
 
 def trial_epochs(space: Space, opts: SearchOptions) -> int:
     """The most epochs a trial trains: the space's largest `epochs`, capped by --max-epochs."""
-    p = space.params["epochs"]
-    most = int(p.max if p.min is not None else max(p.choice) if p.choice else p.fixed)
+    most = int(space.params["epochs"].largest())
     return min(most, opts.max_epochs or most)
 
 

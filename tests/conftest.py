@@ -34,6 +34,21 @@ def smoke_search():
     return argv
 
 
+def smoke_run(data: Path, root: Path) -> list[str]:
+    """`digits run --preset smoke` arguments on `data`, with logs and models under `root`."""
+    return [
+        "run",
+        "--preset",
+        "smoke",
+        "--data",
+        str(data),
+        "--logs",
+        str(root / "logs"),
+        "--models",
+        str(root / "models"),
+    ]
+
+
 @pytest.fixture(scope="session")
 def mnist_subset(tmp_path_factory) -> Path:
     """The first 3,000 training and 500 test images of MNIST, as a Keras-layout .npz."""

@@ -8,22 +8,11 @@ import subprocess
 import sys
 import time
 
+from conftest import smoke_run
+
 
 def test_run_killed_during_retraining_resumes_to_the_end(tmp_path, mnist_subset):
-    argv = [
-        sys.executable,
-        "-m",
-        "search",
-        "run",
-        "--preset",
-        "smoke",
-        "--data",
-        str(mnist_subset),
-        "--logs",
-        str(tmp_path / "logs"),
-        "--models",
-        str(tmp_path / "models"),
-    ]
+    argv = [sys.executable, "-m", "search", *smoke_run(mnist_subset, tmp_path)]
     proc = subprocess.Popen(
         argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import smoke_run
 
 from search import data
 from search.cli import main
@@ -20,17 +21,7 @@ def pipeline(tmp_path_factory, mnist_subset):
     """`digits run --preset smoke` on 3,000 training and 500 test images of MNIST."""
     root = tmp_path_factory.mktemp("pipeline")
     d = data.load()
-    argv = [
-        "run",
-        "--preset",
-        "smoke",
-        "--data",
-        str(mnist_subset),
-        "--logs",
-        str(root / "logs"),
-        "--models",
-        str(root / "models"),
-    ]
+    argv = smoke_run(mnist_subset, root)
     assert main(argv) == 0
     return {
         "root": root,

@@ -118,10 +118,15 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
             _without(args.argv, "--workers"), Study(opts.study, opts.root), args.workers, console
         )
     elif args.chief:
-        from search.distribute import oracle_env, parse_address
+        from search.distribute import oracle_env, parse_address, watch_workers
 
         os.environ.update(oracle_env(*parse_address(args.chief), "chief"))
-        run_search(space, opts, command=args.command, console=console, role="chief")
+        study = Study(opts.study, opts.root)
+
+        def watch(oracle: Any) -> Any:
+            return watch_workers(oracle, study, args.worker_timeout, console)
+
+        run_search(space, opts, command=args.command, console=console, role="chief", watch=watch)
     else:
         run_search(space, opts, command=args.command, console=console)
     return 0
@@ -129,6 +134,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from search.distribute import (
+        heartbeat,
         oracle_env,
         parse_address,
         wait_for_chief,
@@ -147,7 +153,8 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from search.tune import SearchOptions, run_search
 
     opts = SearchOptions(study=study.name, root=args.logs, **settings["options"])
-    run_search(space, opts, command=args.command, console=console, role="worker")
+    with heartbeat(study, args.id):
+        run_search(space, opts, command=args.command, console=console, role="worker")
     return 0
 
 
@@ -509,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
         "search, serving the oracle here; start workers with `digits worker`",
     )
     p.add_argument(
+        "--worker-timeout",
+        type=_worker_timeout,
+        default=60.0,
+        metavar="SECONDS",
+        help="chief: give the trial of a worker silent this long to the other workers",
+    )
+    p.add_argument(
         "--strategy",
         choices=("mirrored",),
         help="train each trial on all local "
@@ -638,6 +652,14 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _worker_timeout(text: str) -> float:
+    # Workers beat every 2 s; a timeout of a few beats tolerates a slow shared filesystem.
+    value = float(text)
+    if value < 10:
+        raise argparse.ArgumentTypeError(f"must be at least 10 seconds, got {text}")
     return value
 
 

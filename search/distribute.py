@@ -6,23 +6,37 @@ write their results into the shared study folder. This module adds what a user n
 it: `--workers N` starts a chief and N workers on 127.0.0.1 and restarts a worker that dies
 (under the same id, so the chief hands it back its unfinished trial); a worker that cannot
 reach its chief says so within a bounded time instead of waiting for an hour.
+
+keras-tuner has no notion of a dead worker: its chief waits for the trial of a worker that
+never comes back, forever. So workers write a heartbeat into the shared study folder, and
+the chief's watchdog gives the trial of a worker that went silent to the others, keeping
+them from leaving while a trial may still come back (see `watch_workers`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
-from search.study import Study, StudyError
+from search.study import Study, StudyError, write_atomic
 
 CONNECT_TIMEOUT = 60.0  # seconds a worker waits for its chief before giving up
 MAX_RESTARTS = 3  # per worker, in a local distributed search
 POLL = 0.5
+BEAT = 2.0  # seconds between a worker's heartbeats
+WORKER_TIMEOUT = 60.0  # seconds of silence after which the chief gives a worker's trial away
 
 
 def free_port() -> int:
@@ -156,3 +170,128 @@ def wait_for_record(study: Study, timeout: float = CONNECT_TIMEOUT) -> None:
                 f"{timeout:.0f}s; do chief and worker share this folder?"
             )
         time.sleep(POLL)
+
+
+def heartbeat_path(study: Study, tuner_id: str) -> Path:
+    return study.workers_dir / f"{tuner_id}.json"
+
+
+@contextlib.contextmanager
+def heartbeat(study: Study, tuner_id: str) -> Iterator[None]:
+    """Rewrite this worker's heartbeat file every BEAT seconds while the body runs.
+
+    The chief compares the file's content, not its time stamp, so clocks of different
+    machines need not agree. The first beat is written before the worker asks for a trial.
+    """
+    path = heartbeat_path(study, tuner_id)
+    stop = threading.Event()
+
+    def beat(n: int) -> None:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "beat": n}
+        write_atomic(path, json.dumps(info) + "\n")
+
+    def loop() -> None:
+        n = 1
+        while not stop.wait(BEAT):
+            n += 1
+            beat(n)
+
+    beat(1)
+    thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def watch_workers(
+    oracle: Any, study: Study, timeout: float, console: Console
+) -> Iterator[list[str]]:
+    """In the chief, while it serves `oracle`: hand the trial of a silent worker to the others.
+
+    A worker whose heartbeat has not changed for `timeout` seconds is taken off the oracle's
+    books and its trial goes to keras-tuner's retry queue, where the next worker to ask
+    picks it up. Workers are kept waiting (IDLE) instead of being sent home while a trial
+    still trains somewhere, since it may come back to the queue; a late result for a trial
+    that was already ended elsewhere is ignored, so no trial counts twice. Yields the list of
+    what happened, filled while the body runs.
+    """
+    import keras_tuner as kt
+    from keras_tuner.src.engine import trial as trial_module
+
+    events: list[str] = []
+
+    def report(line: str) -> None:
+        events.append(line)
+        console.print(f"[yellow]{escape(line)}[/]")
+
+    create, end = oracle.create_trial, oracle.end_trial
+
+    @kt.synchronized
+    def create_trial(oracle: Any, tuner_id: str) -> Any:
+        trial = create(tuner_id)
+        if trial.status == trial_module.TrialStatus.STOPPED and oracle.ongoing_trials:
+            oracle.tuner_ids.add(tuner_id)  # keras-tuner removed it: it was sent home
+            return trial_module.Trial(oracle.get_space(), status=trial_module.TrialStatus.IDLE)
+        return trial
+
+    @kt.synchronized
+    def end_trial(oracle: Any, trial: Any) -> None:
+        if trial.trial_id in oracle.end_order:
+            report(f"ignored a late result for trial {trial.trial_id}, already ended elsewhere")
+            return
+        if trial.trial_id in oracle._retry_queue:  # a silent worker came back and finished
+            oracle._retry_queue.remove(trial.trial_id)
+        end(trial)
+
+    @kt.synchronized
+    def release(oracle: Any, tuner_id: str) -> str | None:
+        oracle.tuner_ids.discard(tuner_id)
+        trial = oracle.ongoing_trials.pop(tuner_id, None)
+        if trial is None:
+            return None
+        oracle._retry_queue.append(trial.trial_id)
+        oracle.save()
+        return trial.trial_id
+
+    @kt.synchronized
+    def watched(oracle: Any) -> set[str]:
+        return set(oracle.tuner_ids) | set(oracle.ongoing_trials)
+
+    seen: dict[str, tuple[str, float]] = {}  # last heartbeat of each worker, and when it changed
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(POLL):
+            now = time.monotonic()
+            for tuner_id in sorted(watched(oracle)):
+                try:
+                    beat = heartbeat_path(study, tuner_id).read_text(encoding="utf-8")
+                except FileNotFoundError:  # not started yet, or gone home: nothing to watch
+                    continue
+                if seen.get(tuner_id, ("", 0.0))[0] != beat:
+                    seen[tuner_id] = (beat, now)
+                elif now - seen[tuner_id][1] > timeout:
+                    trial_id = release(oracle, tuner_id)
+                    if trial_id is not None:
+                        study.discard_curves(trial_id)
+                    during = f" during trial {trial_id}" if trial_id else ""
+                    back = f"; trial {trial_id} went back to the queue" if trial_id else ""
+                    report(
+                        f"worker {tuner_id} went silent{during} (no heartbeat for "
+                        f"{timeout:.0f}s){back}"
+                    )
+
+    oracle.create_trial = create_trial.__get__(oracle)
+    oracle.end_trial = end_trial.__get__(oracle)
+    thread = threading.Thread(target=loop, name="watchdog", daemon=True)
+    thread.start()
+    try:
+        yield events
+    finally:
+        stop.set()
+        thread.join()

@@ -4,6 +4,7 @@ Layout:
     logs/<study>/study.json      what was searched and how (space, command, versions, data)
     logs/<study>/tuner/          keras-tuner's own state (oracle.json, trial_*/)
     logs/<study>/tensorboard/    one folder per trial: scalars per epoch and HParams
+    logs/<study>/workers/        heartbeats of a distributed search's workers
     logs/<study>/.lock           held while a command works on the study
 """
 
@@ -100,6 +101,14 @@ class Study:
     @property
     def tensorboard_dir(self) -> Path:
         return self.dir / "tensorboard"
+
+    @property
+    def workers_dir(self) -> Path:
+        return self.dir / "workers"
+
+    def discard_curves(self, trial_id: str) -> None:
+        """Drop the TensorBoard logs of a trial that is going to run again from the start."""
+        shutil.rmtree(self.tensorboard_dir / str(trial_id), ignore_errors=True)
 
     def exists(self) -> bool:
         return self.record_path.exists()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,7 @@ def discard_interrupted(study: Study) -> None:
     if not oracle_file.exists():
         return
     for trial_id in read_json(oracle_file).get("ongoing_trials", {}).values():
-        shutil.rmtree(study.tensorboard_dir / str(trial_id), ignore_errors=True)
+        study.discard_curves(trial_id)
 
 
 CALIBRATION_BATCHES = 20  # timed training steps (after 3 warm-up steps) per calibration
@@ -339,12 +339,14 @@ def run_search(
     command: str,
     console: Console | None = None,
     role: str | None = None,
+    watch: Callable[[kt.Oracle], contextlib.AbstractContextManager[list[str]]] | None = None,
 ) -> kt.Tuner:
     """Search `space` as `opts` says, resuming the study if it exists. Returns the tuner.
 
     `role` is None for a search in this process; "chief" serves the oracle to workers (the
     KERASTUNER_* variables say where) and prints the summary once they are done; "worker"
-    trains the trials the chief hands out (see `search.distribute`).
+    trains the trials the chief hands out (see `search.distribute`). `watch` wraps the
+    chief's serving: it yields the list of events (dead workers) the summary reports.
     """
     console = console or Console()
     check_tuner(space, opts.tuner)
@@ -377,10 +379,13 @@ def run_search(
                 f"Chief: serving the oracle on {address}; workers join with "
                 f"`digits worker --chief {address} --study {study.name}`"
             )
-            tuner.search(verbose=0)  # keras-tuner serves until every trial is done
+            with watch(tuner.oracle) if watch else contextlib.nullcontext([]) as events:
+                tuner.search(verbose=0)  # keras-tuner serves until every trial is done
             update_csv(study)
-            summarize(tuner, space, plan, console, opts.top)
+            summarize(tuner, space, plan, console, opts.top, events=events)
             return tuner
+        if role == "worker":
+            _pause_when_idle(tuner.oracle)
         progress = SearchProgress(tuner, plan, study, console)
         within_budget = opts.time_budget is None or progress.set_budget(
             opts.time_budget, calibrate(space, split), split
@@ -403,6 +408,26 @@ def run_search(
     if role != "worker":
         summarize(tuner, space, plan, console, opts.top, progress.budget_note)
     return tuner
+
+
+IDLE_PAUSE = 1.0  # seconds a worker waits before asking its chief again
+
+
+def _pause_when_idle(client: Any) -> None:
+    """Make a worker pause when its chief says "no trial yet, ask again" (IDLE).
+
+    keras-tuner's worker asks again at once: a loop of requests on the cores the other
+    workers train on, for as long as a Hyperband round or the last trials take.
+    """
+    create = client.create_trial
+
+    def create_trial(tuner_id: str) -> kt.engine.trial.Trial:
+        trial = create(tuner_id)
+        if trial.status == kt.engine.trial.TrialStatus.IDLE:
+            time.sleep(IDLE_PAUSE)
+        return trial
+
+    client.create_trial = create_trial
 
 
 def open_study(study: Study, record: dict[str, Any], opts: SearchOptions) -> bool:
@@ -664,9 +689,16 @@ def edge_warnings(space: Space, values: dict[str, Any]) -> list[str]:
 
 
 def summarize(
-    tuner: kt.Tuner, space: Space, plan: Plan, console: Console, top: int, budget_note: str = ""
+    tuner: kt.Tuner,
+    space: Space,
+    plan: Plan,
+    console: Console,
+    top: int,
+    budget_note: str = "",
+    events: list[str] | None = None,
 ) -> None:
-    """A table of the best trials (one column each), failures, and edge warnings."""
+    """A table of the best trials (one column each), failures, what happened to workers,
+    and edge warnings."""
     oracle = tuner.oracle
     done = completed_trials(tuner)
     failed = [t for t in oracle.trials.values() if t.status == "FAILED"]
@@ -682,6 +714,8 @@ def summarize(
             f"The tuner found no new configurations to try after {len(oracle.trials)} "
             "trials: the space is exhausted for it."
         )
+    for event in events or []:
+        console.print(f"  {escape(event)}", highlight=False)
     for t in failed:
         console.print(f"  trial {t.trial_id} failed: {escape(failure_reason(t.message))}")
     if failed:

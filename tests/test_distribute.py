@@ -27,6 +27,9 @@ SEARCH = [
 ]
 
 
+WORKER = [sys.executable, "-m", "search", "worker"]
+
+
 def digits(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "search", *args],
@@ -75,6 +78,22 @@ def _pids(pattern: str) -> list[int]:
     return found
 
 
+def ongoing_trial(logs: Path, worker: str, timeout: float = 120) -> str:
+    """Wait until `worker` trains a trial (as the chief's oracle.json says); its id."""
+    oracle = logs / "smoke" / "tuner" / "oracle.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ongoing = json.loads(oracle.read_text())["ongoing_trials"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            ongoing = {}
+        if worker in ongoing:
+            time.sleep(1.0)  # inside its training
+            return ongoing[worker]
+        time.sleep(0.1)
+    pytest.fail(f"{worker} never started a trial")
+
+
 def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_rerun(tmp_path):
     logs = tmp_path / "logs"
     proc = subprocess.Popen(
@@ -95,21 +114,8 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_rerun(tmp_path):
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    oracle = logs / "smoke" / "tuner" / "oracle.json"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until worker0 is training a trial
-            try:
-                ongoing = json.loads(oracle.read_text())["ongoing_trials"]
-            except (FileNotFoundError, json.JSONDecodeError, KeyError):
-                ongoing = {}
-            if "worker0" in ongoing:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("worker0 never started a trial")
-        victim = ongoing["worker0"]
-        time.sleep(1.0)  # inside its training
+        victim = ongoing_trial(logs, "worker0")
         pids = _pids(f"--logs {logs} --id worker0")
         assert pids, "worker0 not found"
         for pid in pids:
@@ -123,6 +129,55 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_rerun(tmp_path):
     found = trials(logs)
     assert len(found) == 4 and all(t["status"] == "COMPLETED" for t in found)
     assert f"worker0: Trial {int(victim) + 1}/4 (id {victim})" in out
+
+
+def test_a_dead_worker_on_another_machine_has_its_trial_finished_by_the_others(tmp_path):
+    """No supervisor restarts it: the chief notices the silence and hands its trial on."""
+    from search.distribute import free_port
+
+    logs = tmp_path / "logs"
+    address = f"127.0.0.1:{free_port()}"
+    common = dict(cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    chief = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            *SEARCH,
+            "--train-size",
+            "3000",
+            "--chief",
+            address,
+            "--worker-timeout",
+            "10",
+            "--logs",
+            str(logs),
+        ],
+        **common,
+    )
+    workers = {
+        i: subprocess.Popen(
+            [*WORKER, "--chief", address, "--study", "smoke", "--logs", str(logs), "--id", i],
+            **common,
+        )
+        for i in ("worker0", "worker1")
+    }
+    try:
+        victim = ongoing_trial(logs, "worker0")
+        workers["worker0"].kill()
+        out, _ = chief.communicate(timeout=300)
+        workers["worker1"].wait(timeout=60)
+    finally:
+        for proc in [chief, *workers.values()]:
+            if proc.poll() is None:
+                proc.kill()
+    assert chief.returncode == 0, out[-2000:]
+    assert f"worker worker0 went silent during trial {victim}" in out
+    assert "4 trials completed, 0 failed, 4 of 4 planned" in out
+    found = trials(logs)
+    assert len(found) == 4 and all(t["status"] == "COMPLETED" for t in found)
+    stats = json.loads((logs / "smoke" / "tuner" / f"trial_{victim}" / "stats.json").read_text())
+    assert stats["worker"] == "worker1"  # the survivor finished the dead worker's trial
 
 
 def test_a_worker_without_a_chief_fails_fast_and_clearly(tmp_path):
@@ -173,3 +228,51 @@ sys.exit(main({argv!r}))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "no GPU here; --strategy mirrored trains on the CPU (2 logical device(s))" in done.stderr
     assert [t["status"] for t in trials(tmp_path / "logs")] == ["COMPLETED"]
+
+
+def test_watchdog_requeues_a_silent_workers_trial_and_ignores_its_late_result(tmp_path):
+    """The chief's side alone, on a real keras-tuner oracle, without training."""
+    import io
+
+    import keras_tuner as kt
+    from rich.console import Console
+
+    from search.distribute import heartbeat, heartbeat_path, watch_workers
+    from search.study import Study
+
+    study = Study("s", tmp_path)
+    hp = kt.HyperParameters()
+    hp.Choice("a", [1, 2, 3, 4])
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("score", "max"), max_trials=2, hyperparameters=hp
+    )
+    oracle._set_project_dir(str(tmp_path), "tuner")
+
+    def finish(trial: kt.engine.trial.Trial) -> None:
+        oracle.update_trial(trial.trial_id, {"score": 1.0})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+    quiet = Console(file=io.StringIO())
+    with watch_workers(oracle, study, 3.0, quiet) as events, heartbeat(study, "alive"):
+        heartbeat_path(study, "dead").write_text("one beat, then nothing")
+        lost = oracle.create_trial("dead")
+        own = oracle.create_trial("alive")
+        finish(own)
+        # The budget is spent, but 'dead' still holds a trial: 'alive' is kept waiting.
+        assert oracle.create_trial("alive").status == "IDLE"
+        deadline = time.monotonic() + 20
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert events == [
+            f"worker dead went silent during trial {lost.trial_id} (no heartbeat for 3s); "
+            f"trial {lost.trial_id} went back to the queue"
+        ]
+        rerun = oracle.create_trial("alive")
+        assert rerun.trial_id == lost.trial_id
+        finish(rerun)
+        assert oracle.create_trial("alive").status == "STOPPED"
+        finish(lost)  # the silent worker was only slow: its result comes in late
+    assert events[-1] == f"ignored a late result for trial {lost.trial_id}, already ended elsewhere"
+    assert oracle.end_order == [own.trial_id, lost.trial_id]
+    assert not heartbeat_path(study, "alive").exists()  # a worker that ends removes its beat

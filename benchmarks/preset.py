@@ -48,9 +48,15 @@ def run(preset: str, seed: int, workdir: Path | None) -> dict:
         evaluation = json.loads(
             (folder / "logs" / study / "ensemble" / "evaluation.json").read_text()
         )
+        manifests = [
+            json.loads(p.read_text())
+            for p in (folder / "logs" / study / "retrain").glob("*/manifest.json")
+        ]
+    images = sum(m["train_images"] * m["epochs"] for m in manifests)
     return {
         "seed": seed,
         "minutes": round(minutes, 2),
+        "retrain_images_per_s": round(images / sum(m["seconds"] for m in manifests), 1),
         "date": time.strftime("%Y-%m-%d"),
         "hardware": hardware(),
         "evaluation": evaluation,
@@ -84,10 +90,11 @@ def main() -> None:
         best = max(m["test_accuracy"] for m in e["members"])
         setup = f"{e['ensemble']['size']} x {e['members'][0]['epochs']} epochs"
         by_setup.setdefault(setup, []).append(e["ensemble"]["test_accuracy"])
+        speed = r.get("retrain_images_per_s")  # not kept by the first runs
         rows.append(
             f"| {r['seed']} | {setup} | {r['minutes']:.1f} | "
             f"{e['ensemble']['test_accuracy']:.2%} ({e['ensemble']['test_errors']} errors) | "
-            f"{best:.2%} | {r['date']} |"
+            f"{best:.2%} | {f'{speed:,.0f}' if speed else '-'} | {r['date']} |"
         )
     means = "; ".join(
         f"{setup}: **{statistics.mean(a):.2%}**"
@@ -106,8 +113,8 @@ def main() -> None:
             "evaluation, export); test set: the 10,000 MNIST test images.",
             "",
             "| seed | members x retrain epochs | minutes | ensemble test accuracy | best member "
-            "| date |",
-            "|---|---|---|---|---|---|",
+            "| retraining images/s | date |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"Mean ensemble test accuracy by setup: {means}.",

@@ -1,9 +1,14 @@
-"""Toolkit overhead: the same model and data trained by plain `model.fit` and as a one-trial search.
+"""Throughput: one model trained by plain `model.fit`, as a one-trial search, and in PyTorch.
 
-Both runs train one configuration (no augmentation, so plain Keras can do the same) on the
-55,000-image training split for the same epochs, in this one process, alternating. Images per
-second count training images over the whole wall time of each: for the search that includes
-building the tuner, TensorBoard logs, checkpoints and the oracle's bookkeeping.
+All runs train the quick preset's model family (32C3-32C3-P-64C3-64C3-P-128, batch norm,
+dropout; no augmentation, so plain Keras and PyTorch do the same work) on the 55,000-image
+training split for the same epochs, with a validation pass after each, in this one process,
+alternating. Images per second count training images over the whole wall time of each: for
+the search that includes building the tuner, TensorBoard logs, checkpoints and the oracle's
+bookkeeping; the trial's own `fit` time (kept in its stats.json) is the toolkit's training
+loop alone, timed like `model.fit` is. The PyTorch model is translated layer by layer from
+the Keras one, and trained by a plain loop over tensors held in memory (`pip install
+torch==2.13.0` for that row).
 
     python benchmarks/throughput.py [--epochs 2] [--repeats 1]
 
@@ -13,6 +18,7 @@ Prints a Markdown table and replaces the `throughput` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -30,12 +36,17 @@ from search.model import build_model
 from search.tune import SearchOptions, run_search
 
 SPACE = """
-description = "benchmark: one fixed configuration"
+description = "benchmark: the quick family, one fixed configuration"
 [model]
 blocks = 2
+convs_per_block = 2
 filters_1 = 32
 filters_2 = 64
+padding = "valid"
+batch_norm = true
+dropout_conv = 0.25
 dense_units = 128
+dropout_dense = 0.3
 [train]
 learning_rate = 1e-3
 schedule = "exponential"
@@ -63,12 +74,100 @@ def plain_fit(config: dict, split: data.Split, epochs: int) -> float:
     return time.perf_counter() - start
 
 
-def toolkit_trial(space_path: Path, logs: Path, epochs: int) -> float:
+def toolkit_trial(space_path: Path, logs: Path, epochs: int) -> tuple[float, float]:
+    """Seconds of the whole one-trial search, and of its trial's `fit` (stats.json)."""
     opts = SearchOptions(
         study="bench", tuner="random", max_trials=1, root=logs, overwrite=True, patience=epochs
     )
     start = time.perf_counter()
     run_search(space.load(str(space_path)), opts, command="benchmark", console=Console(quiet=True))
+    whole = time.perf_counter() - start
+    stats = json.loads(next((logs / "bench" / "tuner").glob("trial_*/stats.json")).read_text())
+    return whole, stats["seconds"]
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Multiply-adds x 2 of the convolutions and dense layers for one image (the rest of the
+    layers, batch norm, ReLU, pooling, cost under 1%)."""
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            flops += 2 * h * w * kh * kw * layer.input.shape[-1] * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return flops
+
+
+def torch_twin(model: keras.Model):
+    """The same network in PyTorch, layer for layer (NCHW; softmax left to the loss)."""
+    import torch
+    from torch import nn
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return x[:, None] / 255.0
+
+    mods: list = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            mods.append(Scale())
+        elif isinstance(layer, keras.layers.Conv2D):
+            mods.append(
+                nn.Conv2d(
+                    layer.input.shape[-1],
+                    layer.filters,
+                    layer.kernel_size,
+                    stride=layer.strides,
+                    padding=0 if layer.padding == "valid" else layer.kernel_size[0] // 2,
+                    bias=layer.use_bias,
+                )
+            )
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            bn = nn.BatchNorm2d if len(layer.input.shape) == 4 else nn.BatchNorm1d
+            mods.append(bn(layer.input.shape[-1], momentum=1 - layer.momentum))
+        elif isinstance(layer, keras.layers.Activation):
+            mods.append(nn.ReLU())
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            mods.append(nn.MaxPool2d(layer.pool_size))
+        elif isinstance(layer, keras.layers.Dropout):
+            mods.append(nn.Dropout(layer.rate))
+        elif isinstance(layer, keras.layers.Flatten):
+            mods.append(nn.Flatten())
+        elif isinstance(layer, keras.layers.Dense):
+            mods.append(nn.Linear(layer.input.shape[-1], layer.units, bias=layer.use_bias))
+    twin = nn.Sequential(*mods)
+    keras_params = model.count_params() - sum(  # Keras counts BN's moving statistics
+        int(w.shape[0]) for w in model.non_trainable_weights
+    )
+    assert sum(p.numel() for p in twin.parameters()) == keras_params, "not the same network"
+    torch.set_num_threads(os.cpu_count() or 1)
+    return twin
+
+
+def torch_fit(model: keras.Model, split: data.Split, epochs: int, batch: int) -> float:
+    """A plain PyTorch training loop: shuffled batches of in-memory tensors, Adam, and a
+    validation pass after each epoch, as `model.fit` does."""
+    import torch
+
+    twin = torch_twin(model)
+    x = torch.from_numpy(split.x_train.astype("float32"))
+    y = torch.from_numpy(split.y_train.astype("int64"))
+    x_val = torch.from_numpy(split.x_val.astype("float32"))
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        twin.train()
+        for idx in torch.randperm(len(y)).split(batch):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(twin(x[idx]), y[idx]).backward()
+            optimizer.step()
+        twin.eval()
+        with torch.no_grad():
+            for chunk in x_val.split(1000):
+                twin(chunk)
     return time.perf_counter() - start
 
 
@@ -102,34 +201,56 @@ def main() -> None:
     args = parser.parse_args()
 
     split = data.split(data.load(), val_size=5000, seed=0)
+    try:
+        import torch
+    except ImportError:
+        torch = None
     with tempfile.TemporaryDirectory() as tmp:
         space_path = Path(tmp) / "bench.toml"
         space_path.write_text(SPACE.format(epochs=args.epochs))
         s = space.load(str(space_path))
         config = {p.name: p.fixed for p in s.params.values()}
+        model = build_model(config)
         images = len(split.y_train) * args.epochs
-        plain, toolkit = [], []
-        for _ in range(args.repeats):  # alternate, so drift on the machine hits both alike
-            plain.append(images / plain_fit(config, split, args.epochs))
-            toolkit.append(images / toolkit_trial(space_path, Path(tmp) / "logs", args.epochs))
-    best_plain, best_toolkit = max(plain), max(toolkit)
-    params = build_model(config).count_params()
+        runs: dict[str, list[float]] = {"plain": [], "trial": [], "search": [], "torch": []}
+        for _ in range(args.repeats):  # alternate, so drift on the machine hits all alike
+            runs["plain"].append(images / plain_fit(config, split, args.epochs))
+            whole, fit = toolkit_trial(space_path, Path(tmp) / "logs", args.epochs)
+            runs["search"].append(images / whole)
+            runs["trial"].append(images / fit)
+            if torch is not None:
+                runs["torch"].append(images / torch_fit(model, split, args.epochs, 128))
+    best = {k: max(v) for k, v in runs.items() if v}
+    # Training costs about three forward passes: the forward, and two for the gradients.
+    train_flops = 3 * forward_flops(model)
+
+    def row(name: str, key: str) -> str:
+        if key not in best:
+            return f"| {name} | not installed | | |"
+        ratio = best[key] / best["plain"]
+        gflops = best[key] * train_flops / 1e9
+        return f"| {name} | {best[key]:,.0f} | {gflops:.1f} | {ratio:.2f} |"
+
+    version = f"PyTorch {torch.__version__}" if torch is not None else "PyTorch"
     text = "\n".join(
         [
-            "## Toolkit overhead: plain `model.fit` vs a one-trial search",
+            "## Throughput: plain Keras, a one-trial search, plain PyTorch",
             "",
             f"`python benchmarks/throughput.py --epochs {args.epochs} --repeats {args.repeats}` on "
             f"{hardware()}; {time.strftime('%Y-%m-%d')}. "
-            "Model: 2 conv/pool blocks (32, 64 filters), "
-            f"dense 128, {params:,} parameters; {len(split.y_train):,} training images, batch 128, "
-            f"{args.epochs} epochs, no augmentation; best of {args.repeats}.",
+            "Model: the quick family, 32C3-32C3-P-64C3-64C3-P-128 with batch norm and dropout, "
+            f"{model.count_params():,} parameters, {forward_flops(model) / 1e6:.1f} MFLOP per "
+            f"image forward (about {train_flops / 1e6:.0f} MFLOP per trained image); "
+            f"{len(split.y_train):,} training images, batch 128, {args.epochs} epochs with a "
+            f"validation pass after each, no augmentation; best of {args.repeats}, alternating "
+            "in one process.",
             "",
-            "| run | images/s |",
-            "|---|---|",
-            f"| plain `model.fit` on numpy arrays | {best_plain:,.0f} |",
-            f"| `digits search`, one trial (tf.data pipeline, TensorBoard, checkpoints) "
-            f"| {best_toolkit:,.0f} |",
-            f"| ratio toolkit / plain | {best_toolkit / best_plain:.2f} |",
+            "| run | images/s | GFLOP/s | ratio to plain Keras |",
+            "|---|---|---|---|",
+            row("plain `model.fit` on numpy arrays", "plain"),
+            row("`digits search`: the trial's `fit` (tf.data, TensorBoard, checkpoints)", "trial"),
+            row("`digits search`: the whole command (data, tuner, study, one trial)", "search"),
+            row(f"plain {version} loop (`torch.set_num_threads(2)`)", "torch"),
         ]
     )
     print(text)

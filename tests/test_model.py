@@ -21,7 +21,7 @@ def corner_config(s: space.Space, end: int) -> dict:
     return config
 
 
-@pytest.mark.parametrize("name", ["deep", "quick", "seed_v1", "seed_v2", "smoke"])
+@pytest.mark.parametrize("name", ["deep", "full", "quick", "seed_v1", "seed_v2", "smoke"])
 @pytest.mark.parametrize("end", [0, -1])
 def test_each_builtin_space_builds_a_model_that_takes_raw_pixels(name, end):
     model = build_model(corner_config(space.load(name), end))

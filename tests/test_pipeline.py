@@ -201,3 +201,14 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
 
     code, out, _ = run_cli("predict", files[0], "--model", pipeline["model"])
     assert code == 0 and out.startswith(f"{files[0]}: ")
+
+
+def test_a_missing_member_model_is_named(pipeline, run_cli):
+    member = sorted((pipeline["study"] / "retrain").glob("*/member.keras"))[0]
+    aside = member.with_name("aside.keras")
+    member.rename(aside)
+    try:
+        code, _, err = run_cli("ensemble", "--study", "smoke", "--logs", pipeline["logs"])
+    finally:
+        aside.rename(member)
+    assert code == 2 and f"{member}: missing" in err

@@ -3,7 +3,9 @@
     python benchmarks/preset.py quick [--seeds 0 1 2]
 
 Each seed is a fresh run (search, retrain, ensemble, one test evaluation, export) in its own
-temporary folder, timed by the wall clock. Prints a Markdown table and replaces the
+temporary folder (or --workdir), timed by the wall clock. A run interrupted in --workdir
+continues with --resume (every stage of `digits run` resumes); its time is the sum of its
+parts, and the table says so. Prints a Markdown table and replaces the
 `preset-NAME` section of BENCHMARKS.md.
 """
 
@@ -21,15 +23,20 @@ from pathlib import Path
 from throughput import hardware, update_benchmarks
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PART_CLOCK = 10  # seconds between writes of the running part's time
 
 
-def run(preset: str, seed: int, workdir: Path | None) -> dict:
-    """One fresh run; in `workdir` (kept, e.g. for its report pictures) or a temporary one."""
+def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> dict:
+    """One run from an empty folder; in `workdir` (kept, e.g. for its report pictures) or a
+    temporary one. `resume` continues an interrupted run in `workdir`: its wall time is the
+    sum of its parts, each part's time kept in `<study>.parts.json` every few seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = workdir or Path(tmp)
         study = f"{preset}-seed{seed}"
-        if (folder / "logs" / study).exists():
+        timing = folder / f"{study}.parts.json"
+        if (folder / "logs" / study).exists() and not resume:
             raise SystemExit(f"{folder / 'logs' / study} exists: a timed run starts from nothing")
+        parts = json.loads(timing.read_text()) if resume and timing.exists() else []
         cmd = [
             sys.executable,
             "-m",
@@ -43,8 +50,18 @@ def run(preset: str, seed: int, workdir: Path | None) -> dict:
             study,
         ]
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=folder, check=True)
-        minutes = (time.perf_counter() - start) / 60
+        proc = subprocess.Popen(cmd, cwd=folder)
+        while True:
+            try:
+                proc.wait(timeout=PART_CLOCK)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            finally:  # also when this script is interrupted: the part so far is kept
+                timing.write_text(json.dumps([*parts, (time.perf_counter() - start) / 60]))
+        if proc.returncode:
+            raise SystemExit(f"the run failed (status {proc.returncode}); rerun with --resume")
+        parts = json.loads(timing.read_text())
         evaluation = json.loads(
             (folder / "logs" / study / "ensemble" / "evaluation.json").read_text()
         )
@@ -55,7 +72,8 @@ def run(preset: str, seed: int, workdir: Path | None) -> dict:
     images = sum(m["train_images"] * m["epochs"] for m in manifests)
     return {
         "seed": seed,
-        "minutes": round(minutes, 2),
+        "minutes": round(sum(parts), 2),
+        "parts": len(parts),  # more than one: interrupted and resumed
         "retrain_images_per_s": round(images / sum(m["seconds"] for m in manifests), 1),
         "date": time.strftime("%Y-%m-%d"),
         "hardware": hardware(),
@@ -96,13 +114,18 @@ def spread(values: list[float], fmt: str) -> str:
     return text + (f" ± {format(statistics.stdev(values), fmt)}" if len(values) > 1 else "")
 
 
+def resumed(result: dict) -> str:
+    parts = result.get("parts", 1)
+    return f" (sum of {parts} parts: interrupted, resumed)" if parts > 1 else ""
+
+
 def preset_section(preset: str, results: list[dict]) -> str:
     rows = []
     for r in results:
         e = r["evaluation"]
         speed = r.get("retrain_images_per_s")  # not kept by the first runs
         rows.append(
-            f"| {r['seed']} | {setup_of(r)} | {r['minutes']:.1f} | "
+            f"| {r['seed']} | {setup_of(r)} | {r['minutes']:.1f}{resumed(r)} | "
             f"{e['ensemble']['test_accuracy']:.2%} ({e['ensemble']['test_errors']} errors) | "
             f"{best_member(r):.2%} | {f'{speed:,.0f}' if speed else '-'} | {r['date']} |"
         )
@@ -179,12 +202,17 @@ def main() -> None:
         help="seeds to run; none (--seeds) only redraws the table",
     )
     parser.add_argument("--workdir", type=Path, help="run here and keep the outputs")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --workdir"
+    )
     args = parser.parse_args()
+    if args.resume and not args.workdir:
+        parser.error("--resume continues a run kept in --workdir")
     # Every run is kept in benchmarks/results/, and the table shows all of them.
     store = RESULTS / f"preset-{args.preset}.json"
     kept = json.loads(store.read_text()) if store.exists() else {}
     for seed in args.seeds:
-        kept[str(seed)] = run(args.preset, seed, args.workdir)
+        kept[str(seed)] = run(args.preset, seed, args.workdir, args.resume)
         RESULTS.mkdir(exist_ok=True)
         store.write_text(json.dumps(kept, indent=1) + "\n")
     text = preset_section(args.preset, [kept[k] for k in sorted(kept, key=int)])

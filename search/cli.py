@@ -32,6 +32,7 @@ from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
 
 USER_ERRORS = (SpaceError, DataError, StudyError)
 BOARD_PORT = 6006
+WORKER_TIMEOUT = 60.0  # seconds of silence after which a chief gives a worker's trial away
 MODELS_ROOT = Path("best_models")
 # `digits run` presets: a search, then retraining of its best configurations. Every stage
 # resumes: rerun the same command after an interruption.
@@ -518,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--worker-timeout",
         type=_worker_timeout,
-        default=60.0,
+        default=WORKER_TIMEOUT,
         metavar="SECONDS",
         help="chief: give the trial of a worker silent this long to the other workers",
     )

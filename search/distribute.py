@@ -36,7 +36,6 @@ CONNECT_TIMEOUT = 60.0  # seconds a worker waits for its chief before giving up
 MAX_RESTARTS = 3  # per worker, in a local distributed search
 POLL = 0.5
 BEAT = 2.0  # seconds between a worker's heartbeats
-WORKER_TIMEOUT = 60.0  # seconds of silence after which the chief gives a worker's trial away
 
 
 def free_port() -> int:

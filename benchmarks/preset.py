@@ -49,6 +49,7 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
             "--study",
             study,
         ]
+        parts.append(0.0)  # this part, in minutes
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=folder)
         while True:
@@ -58,10 +59,10 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
             except subprocess.TimeoutExpired:
                 pass
             finally:  # also when this script is interrupted: the part so far is kept
-                timing.write_text(json.dumps([*parts, (time.perf_counter() - start) / 60]))
+                parts[-1] = (time.perf_counter() - start) / 60
+                timing.write_text(json.dumps(parts))
         if proc.returncode:
             raise SystemExit(f"the run failed (status {proc.returncode}); rerun with --resume")
-        parts = json.loads(timing.read_text())
         evaluation = json.loads(
             (folder / "logs" / study / "ensemble" / "evaluation.json").read_text()
         )

@@ -39,6 +39,7 @@ TUNERS = ("hyperband", "random", "bayesian", "grid")
 OBJECTIVE = "val_accuracy"
 DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
 HYPERBAND_FACTOR = 3
+IDLE_PAUSE = 1.0  # seconds a distributed worker waits before asking its chief again
 # What must match to resume a study: budgets (max_trials) may grow, and the data may move
 # (its path), but not change (its checksum and split).
 IDENTITY = {
@@ -408,9 +409,6 @@ def run_search(
     if role != "worker":
         summarize(tuner, space, plan, console, opts.top, progress.budget_note)
     return tuner
-
-
-IDLE_PAUSE = 1.0  # seconds a worker waits before asking its chief again
 
 
 def _pause_when_idle(client: Any) -> None:

@@ -180,18 +180,19 @@ def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
     from search.retrain import plan_members, retrain
 
     with study.lock():
-        retrain(study, plan_members(study, args.top, args.seeds, args.epochs), console)
+        members = plan_members(study, args.top, args.seeds, args.epochs, args.hold_out)
+        retrain(study, members, console)
     return 0
 
 
 def cmd_ensemble(args: argparse.Namespace, console: Console) -> int:
     study = Study(args.study, args.logs)
     study.read()
-    ensemble_and_report(study, console)
+    ensemble_and_report(study, console, args.tta)
     return 0
 
 
-def ensemble_and_report(study: Study, console: Console) -> dict:
+def ensemble_and_report(study: Study, console: Console, tta: bool = False) -> dict:
     """Build and evaluate the ensemble, write the error analysis; returns the evaluation."""
     _quiet_tensorflow()
     from search.ensemble import ensemble_dir, evaluate
@@ -200,7 +201,7 @@ def ensemble_and_report(study: Study, console: Console) -> dict:
 
     with study.lock():
         dataset = load_study_data(study)
-        _, evaluation, probs = evaluate(study, dataset)
+        _, evaluation, probs = evaluate(study, dataset, tta)
         folder = ensemble_dir(study)
         summary = write_report(
             folder / "report",
@@ -210,9 +211,27 @@ def ensemble_and_report(study: Study, console: Console) -> dict:
             f"study {study.name}",
             tensorboard_dir=folder / "tensorboard",
         )
+    if "validation" in evaluation:
+        _print_validation(console, evaluation["validation"])
     _print_evaluation(console, evaluation, summary)
     console.print(f"Ensemble: {folder}/ensemble.keras · report: {folder}/report/")
     return evaluation
+
+
+def _print_validation(console: Console, validation: dict) -> None:
+    table = Table(
+        title=f"Validation split ({validation['images']:,} images, held out of retraining)",
+        title_justify="left",
+    )
+    for column in ("best k members (search order)", "accuracy", "with TTA"):
+        table.add_column(column, justify="left" if column.startswith("best") else "right")
+    for row in validation["by_size"]:
+        table.add_row(
+            f"{len(row['members'])}: {', '.join(row['members'])}",
+            f"{row['accuracy']:.2%}",
+            f"{row['tta_accuracy']:.2%}",
+        )
+    console.print(table)
 
 
 def _print_evaluation(console: Console, evaluation: dict, summary: dict) -> None:
@@ -228,7 +247,7 @@ def _print_evaluation(console: Console, evaluation: dict, summary: dict) -> None
         )
     ens = evaluation["ensemble"]
     table.add_row(
-        f"[bold]ensemble of {ens['size']}[/]",
+        f"[bold]ensemble of {ens['size']}{' with TTA' if ens.get('tta') else ''}[/]",
         "",
         f"[bold]{ens['test_accuracy']:.4%}[/]",
         str(ens["test_errors"]),
@@ -272,9 +291,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     study = Study(name, args.logs)
     console.rule("2/4 retrain")
     with study.lock():
-        retrain(study, plan_members(study, **preset["retrain"]), console)
+        retrain(study, plan_members(study, **preset["retrain"], hold_out=args.hold_out), console)
     console.rule("3/4 ensemble and evaluate")
-    evaluation = ensemble_and_report(study, console)
+    evaluation = ensemble_and_report(study, console, args.tta)
     console.rule("4/4 export")
     path = export(study, name, FORMATS, args.command, args.models)
     minutes = (time.monotonic() - started) / 60
@@ -447,6 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models = _parent("--models", type=Path, default=MODELS_ROOT, help="where exports live")
     seed = _parent("--seed", type=int, default=0, help="fixes the split, the tuner and the seeds")
+    hold_out = _parent(
+        "--hold-out",
+        action="store_true",
+        help="retrain without the validation split, to measure ensemble size and TTA on it",
+    )
+    tta = _parent(
+        "--tta", action="store_true", help="test-time augmentation: average one-pixel shifts"
+    )
 
     def command(name: str, help: str, func: Any, *parents: argparse.ArgumentParser) -> Any:
         p = sub.add_parser(
@@ -551,7 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command(
-        "retrain", "retrain the best configurations on all training data", cmd_retrain, study, logs
+        "retrain",
+        "retrain the best configurations on all training data",
+        cmd_retrain,
+        study,
+        logs,
+        hold_out,
     )
     p.add_argument("--top", type=_positive, default=3, help="how many of the best trials")
     p.add_argument("--seeds", type=_positive, default=1, help="seeds per trial")
@@ -562,7 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     command(
-        "ensemble", "average the members, evaluate once on the test set", cmd_ensemble, study, logs
+        "ensemble",
+        "average the members, evaluate once on the test set",
+        cmd_ensemble,
+        study,
+        logs,
+        tta,
     )
 
     p = command(
@@ -593,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
         seed,
         logs,
         models,
+        hold_out,
+        tta,
     )
     p.add_argument(
         "--preset",

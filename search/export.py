@@ -29,9 +29,11 @@ import tensorflow as tf
 
 from search.data import IMAGE_SHAPE
 from search.ensemble import ENSEMBLE_FILE, EVALUATION_FILE, ensemble_dir
+from search.retrain import finished_members
 from search.study import Study, StudyError, read_json, versions, write_atomic
 
 FORMATS = ("keras", "savedmodel", "tflite")
+MEMBER_FIELDS = ("name", "trial_id", "seed", "epochs", "val_accuracy", "hold_out", "config")
 DEFAULT_ROOT = Path("best_models")
 
 
@@ -61,6 +63,13 @@ def write_tflite(saved_model: Path, path: Path) -> None:
 
 def model_card(name: str, meta: dict[str, Any]) -> str:
     ens = meta["evaluation"]["ensemble"]
+    held_out = meta["members"][0].get("hold_out")
+    data = (
+        f"{meta['train_images']:,} training images (its validation split held out)"
+        if held_out
+        else f"all {meta['train_images']:,} training images"
+    )
+    views = " over the image and its one-pixel shifts (test-time augmentation)"
     rows = "\n".join(
         f"| {m['member']} | trial {m['trial_id']}, seed {m['seed']}, {m['epochs']} epochs | "
         f"{m['val_accuracy_in_search']:.4f} | {m['test_accuracy']:.4f} |"
@@ -69,8 +78,8 @@ def model_card(name: str, meta: dict[str, Any]) -> str:
     return f"""# {name}
 
 An ensemble of {ens["size"]} CNN(s) for 28x28 handwritten digits, averaging their softmax
-outputs; found by `digits search` (study `{meta["study"]}`), retrained on all
-{meta["train_images"]:,} training images and evaluated once on the
+outputs{views if ens.get("tta") else ""}; found by `digits search` (study `{meta["study"]}`),
+retrained on {data} and evaluated once on the
 {meta["test_images"]:,}-image test set after every choice was made on a validation split.
 
 **Test accuracy: {ens["test_accuracy"]:.4%}** ({ens["test_errors"]} errors).
@@ -105,15 +114,12 @@ def export(
     evaluation = read_json(source / EVALUATION_FILE)
     record = study.read()
     model = keras.saving.load_model(source / ENSEMBLE_FILE)
-    manifests = [read_json(p) for p in sorted((study.dir / "retrain").glob("*/manifest.json"))]
+    manifests = [m for m, _ in finished_members(study)]
     meta = {
         "name": name,
         "study": study.name,
         "space": record["space"],
-        "members": [
-            {k: m[k] for k in ("name", "trial_id", "seed", "epochs", "val_accuracy", "config")}
-            for m in manifests
-        ],
+        "members": [{k: m.get(k) for k in MEMBER_FIELDS} for m in manifests],
         "evaluation": evaluation,
         "train_images": manifests[0]["train_images"],
         "test_images": evaluation["test_images"],

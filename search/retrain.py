@@ -1,7 +1,10 @@
 """Retrain a study's best configurations from scratch on the full training data.
 
 The K best trials (by validation accuracy, as the search recorded it) are each trained with S
-seeds on train + validation, with their own schedule and augmentation. Each member lives in
+seeds on train + validation, with their own schedule and augmentation. With `hold_out` they
+train without the study's validation split instead, so the ensemble stage can measure on it
+what retrained members do (ensemble size, test-time augmentation) without the test set; such
+members are named `..._ho` and kept apart from the others. Each member lives in
 `logs/<study>/retrain/<member>/`: TensorBoard curves, `member.keras` and `manifest.json`.
 A member with a manifest is finished and kept; an interrupted one resumes from its last epoch
 (Keras' BackupAndRestore keeps model and optimizer state in `backup/`).
@@ -26,6 +29,7 @@ from search.study import Study, StudyError, read_json, write_atomic
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
+HOLD_OUT_SUFFIX = "_ho"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Member:
     val_accuracy: float  # the trial's score in the search
     best_epoch: int  # the epoch at which the trial peaked in the search
     config: dict[str, Any]
+    hold_out: bool = False  # trained without the study's validation split
 
 
 def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
@@ -50,7 +55,9 @@ def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
     return sorted(done, key=lambda t: t["score"], reverse=True)[:top]
 
 
-def plan_members(study: Study, top: int, seeds: int, epochs: int | None) -> list[Member]:
+def plan_members(
+    study: Study, top: int, seeds: int, epochs: int | None, hold_out: bool = False
+) -> list[Member]:
     """Members for the `top` trials x `seeds` seeds.
 
     Default epochs: the epoch at which the trial's validation accuracy peaked. The schedules
@@ -67,13 +74,14 @@ def plan_members(study: Study, top: int, seeds: int, epochs: int | None) -> list
         for seed in range(base, base + seeds):
             members.append(
                 Member(
-                    name=f"t{trial['trial_id']}_s{seed}",
+                    name=f"t{trial['trial_id']}_s{seed}{HOLD_OUT_SUFFIX if hold_out else ''}",
                     trial_id=trial["trial_id"],
                     seed=seed,
                     epochs=epochs or best_epoch,
                     val_accuracy=float(trial["score"]),
                     best_epoch=best_epoch,
                     config=config,
+                    hold_out=hold_out,
                 )
             )
     return members
@@ -114,10 +122,21 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
+def validation_split(study: Study, dataset: data_mod.Dataset) -> data_mod.Split:
+    """The study's validation split, and every other training image beside it."""
+    record = study.read()
+    return data_mod.split(dataset, record["data"]["val"], seed=record.get("seed", 0))
+
+
 def retrain(study: Study, members: list[Member], console: Console) -> list[Path]:
     """Train every unfinished member; return the folders of all members."""
     dataset = load_study_data(study)
-    x, y = dataset.x_train, dataset.y_train  # train + validation: every choice is made
+    # Train + validation: every choice is made. A hold-out run keeps validation out.
+    x, y = dataset.x_train, dataset.y_train
+    if any(m.hold_out for m in members):
+        split = validation_split(study, dataset)
+        x, y = split.x_train, split.y_train
+        console.print(f"Holding out the study's {len(split.y_val):,} validation images")
     todo = [m for m in members if not (member_dir(study, m.name) / MANIFEST).exists()]
     console.print(
         f"Retraining {len(members)} members of study {study.name} on {len(y):,} images "
@@ -182,4 +201,9 @@ def finished_members(study: Study) -> list[tuple[dict[str, Any], Path]]:
         found.append((read_json(manifest), model))
     if not found:
         raise StudyError(f"study '{study.name}' has no retrained members; run `digits retrain`")
+    if len({m.get("hold_out", False) for m, _ in found}) > 1:
+        raise StudyError(
+            f"{study.dir / 'retrain'}: members trained with and without --hold-out (names "
+            f"ending {HOLD_OUT_SUFFIX}) do not make one ensemble; delete one kind"
+        )
     return found

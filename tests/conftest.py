@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +102,49 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+# How a user loads each exported format with plain Keras/TensorFlow; `x` and `model` are given.
+LOADERS = {
+    "keras": """
+import keras
+probs = keras.saving.load_model(f"{model}/model.keras").predict(x, verbose=0)
+""",
+    "savedmodel": """
+import tensorflow as tf
+loaded = tf.saved_model.load(f"{model}/saved_model")
+probs = loaded.serve(tf.constant(x)).numpy()
+probs_nhwc = loaded.serve_nhwc(tf.constant(x[..., None])).numpy()
+assert np.allclose(probs, probs_nhwc, atol=1e-6)
+""",
+    "tflite": """
+import tensorflow as tf
+interpreter = tf.lite.Interpreter(model_path=f"{model}/model.tflite")
+inp = interpreter.get_input_details()[0]
+interpreter.resize_tensor_input(inp["index"], x.shape)
+interpreter.allocate_tensors()
+assert inp["dtype"] == np.uint8
+interpreter.set_tensor(inp["index"], x)
+interpreter.invoke()
+probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+""",
+}
+
+
+def exported_probs(model: Path, fmt: str, x: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """Probabilities for `x` from the `fmt` file of the export in `model`, computed in a fresh
+    Python process that cannot import this project."""
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys; sys.modules['search'] = None  # importing the project would now fail\n"
+        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+        f"import numpy as np; x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"model = {str(model)!r}\n"
+        + LOADERS[fmt]
+        + f"np.save({str(tmp_path / 'probs.npy')!r}, probs)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return np.load(tmp_path / "probs.npy")

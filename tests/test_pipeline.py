@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import smoke_run
+from conftest import LOADERS, exported_probs, smoke_run
 
 from search import data
 from search.cli import main
@@ -63,52 +61,15 @@ def test_ensemble_output_is_the_mean_of_its_members(pipeline):
     np.testing.assert_allclose(ensemble.predict(x, verbose=0), mean, atol=1e-6)
 
 
-LOADERS = {
-    "keras": """
-import keras
-probs = keras.saving.load_model(f"{model}/model.keras").predict(x, verbose=0)
-""",
-    "savedmodel": """
-import tensorflow as tf
-loaded = tf.saved_model.load(f"{model}/saved_model")
-probs = loaded.serve(tf.constant(x)).numpy()
-probs_nhwc = loaded.serve_nhwc(tf.constant(x[..., None])).numpy()
-assert np.allclose(probs, probs_nhwc, atol=1e-6)
-""",
-    "tflite": """
-import tensorflow as tf
-interpreter = tf.lite.Interpreter(model_path=f"{model}/model.tflite")
-inp = interpreter.get_input_details()[0]
-interpreter.resize_tensor_input(inp["index"], x.shape)
-interpreter.allocate_tensors()
-assert inp["dtype"] == np.uint8
-interpreter.set_tensor(inp["index"], x)
-interpreter.invoke()
-probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-""",
-}
-
-
 @pytest.mark.parametrize("fmt", sorted(LOADERS))
 def test_each_export_loads_without_the_project_and_agrees(pipeline, fmt, tmp_path):
     x = pipeline["x"][:32]
-    np.save(tmp_path / "x.npy", x)
     expected = keras.saving.load_model(pipeline["study"] / "ensemble" / "ensemble.keras").predict(
         x, verbose=0
     )
-    code = (
-        "import sys; sys.modules['search'] = None  # importing the project would now fail\n"
-        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
-        f"import numpy as np; x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"model = {str(pipeline['model'])!r}\n"
-        + LOADERS[fmt]
-        + f"np.save({str(tmp_path / 'probs.npy')!r}, probs)\n"
+    np.testing.assert_allclose(
+        exported_probs(pipeline["model"], fmt, x, tmp_path), expected, atol=1e-5
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), expected, atol=1e-5)
 
 
 def test_rerun_keeps_finished_members_and_retrains_a_missing_one(pipeline):

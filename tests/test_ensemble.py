@@ -1,0 +1,94 @@
+"""Test-time augmentation, and members retrained with the validation split held out."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import exported_probs, smoke_run
+
+from search import data
+from search.cli import main
+from search.ensemble import TTA_SHIFTS, build_ensemble
+
+
+def roll_zero(x: np.ndarray, down: int, right: int) -> np.ndarray:
+    """`x` [N, 28, 28] moved by whole pixels, zeros shifted in: the numpy reference."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:]
+    out[:, max(down, 0) : h + min(down, 0), max(right, 0) : w + min(right, 0)] = x[
+        :, max(-down, 0) : h + min(-down, 0), max(-right, 0) : w + min(-right, 0)
+    ]
+    return out
+
+
+def test_tta_averages_the_members_over_one_pixel_shifts():
+    keras.utils.set_random_seed(0)
+    member = keras.Sequential(
+        [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")],
+        name="m0",
+    )
+    x = np.random.default_rng(0).integers(0, 256, (8, 28, 28)).astype("float32")
+    expected = np.mean(
+        [member.predict(roll_zero(x, d, r), verbose=0) for d, r in TTA_SHIFTS], axis=0
+    )
+    np.testing.assert_allclose(
+        build_ensemble([member], tta=True).predict(x, verbose=0), expected, atol=1e-6
+    )
+    assert len(TTA_SHIFTS) == 5 and (0, 0) in TTA_SHIFTS
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory, mnist_subset):
+    """`digits run --preset smoke --hold-out --tta` on 3,000 training and 500 test images."""
+    root = tmp_path_factory.mktemp("held_out")
+    assert main([*smoke_run(mnist_subset, root), "--hold-out", "--tta"]) == 0
+    study = root / "logs" / "smoke"
+    return {
+        "root": root,
+        "logs": root / "logs",
+        "study": study,
+        "model": root / "models" / "smoke",
+        "evaluation": json.loads((study / "ensemble" / "evaluation.json").read_text()),
+    }
+
+
+def test_hold_out_members_skip_the_validation_split_and_are_measured_on_it(held_out, mnist_subset):
+    manifests = [
+        json.loads(p.read_text()) for p in sorted((held_out["study"] / "retrain").glob("*/*.json"))
+    ]
+    assert len(manifests) == 2
+    assert all(m["hold_out"] and m["name"].endswith("_ho") for m in manifests)
+    assert all(m["train_images"] == 3000 - 200 for m in manifests)  # smoke: 200 validation
+
+    validation = held_out["evaluation"]["validation"]
+    assert validation["images"] == 200 and len(validation["by_size"]) == 2
+    # The numbers are the members' own, on the study's validation split.
+    split = data.split(data.load(mnist_subset), 200, seed=0)
+    best = max(manifests, key=lambda m: m["val_accuracy"])
+    member = keras.saving.load_model(held_out["study"] / "retrain" / best["name"] / "member.keras")
+    own = float((member.predict(split.x_val, verbose=0).argmax(1) == split.y_val).mean())
+    assert validation["by_size"][0]["members"] == [best["name"]]
+    assert validation["by_size"][0]["accuracy"] == pytest.approx(own)
+    assert validation["members"][best["name"]]["accuracy"] == pytest.approx(own)
+    assert held_out["evaluation"]["ensemble"]["tta"] is True
+
+
+def test_tta_ensemble_exports_to_tflite_and_agrees(held_out, tmp_path):
+    x = data.load().x_test[:16]
+    expected = keras.saving.load_model(held_out["model"] / "model.keras").predict(x, verbose=0)
+    np.testing.assert_allclose(
+        exported_probs(held_out["model"], "tflite", x, tmp_path), expected, atol=1e-5
+    )
+    meta = json.loads((held_out["model"] / "metadata.json").read_text())
+    assert all(m["hold_out"] for m in meta["members"])
+    assert "validation split held out" in (held_out["model"] / "README.md").read_text()
+
+
+def test_members_with_and_without_hold_out_are_not_mixed(held_out, run_cli):
+    logs = held_out["logs"]
+    assert run_cli("retrain", "--study", "smoke", "--logs", logs, "--top", "1")[0] == 0
+    code, _, err = run_cli("ensemble", "--study", "smoke", "--logs", logs)
+    assert code == 2 and "with and without --hold-out" in err and len(err.splitlines()) == 1

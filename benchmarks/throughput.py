@@ -8,7 +8,9 @@ the search that includes building the tuner, TensorBoard logs, checkpoints and t
 bookkeeping; the trial's own `fit` time (kept in its stats.json) is the toolkit's training
 loop alone, timed like `model.fit` is. The PyTorch model is translated layer by layer from
 the Keras one, and trained by a plain loop over tensors held in memory (`pip install
-torch==2.13.0` for that row).
+torch==2.13.0` for that row). The plain and trial runs are repeated with the space's
+`precision = "mixed_bfloat16"` (bfloat16 arithmetic, float32 weights), whose ratio to the
+float32 rows says whether it pays on this CPU.
 
     python benchmarks/throughput.py [--epochs 2] [--repeats 1]
 
@@ -52,8 +54,11 @@ learning_rate = 1e-3
 schedule = "exponential"
 batch_size = 128
 epochs = {epochs}
+precision = "{precision}"
 """
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+# The space's `precision` values, and the suffix of their rows' keys.
+PRECISIONS = {"float32": "", "mixed_bfloat16": "_bf16"}
 
 
 def plain_fit(config: dict, split: data.Split, epochs: int) -> float:
@@ -171,6 +176,15 @@ def torch_fit(model: keras.Model, split: data.Split, epochs: int, batch: int) ->
     return time.perf_counter() - start
 
 
+def bf16_flags() -> str:
+    """The CPU's bfloat16 instructions, as /proc/cpuinfo lists them."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return ""
+    return ", ".join(sorted({f for f in flags if f in ("amx_bf16", "avx512_bf16")}))
+
+
 def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -205,19 +219,25 @@ def main() -> None:
         import torch
     except ImportError:
         torch = None
+    images = len(split.y_train) * args.epochs
+    runs: dict[str, list[float]] = {
+        k: [] for k in ("plain", "trial", "search", "torch", "plain_bf16", "trial_bf16")
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        space_path = Path(tmp) / "bench.toml"
-        space_path.write_text(SPACE.format(epochs=args.epochs))
-        s = space.load(str(space_path))
-        config = {p.name: p.fixed for p in s.params.values()}
-        model = build_model(config)
-        images = len(split.y_train) * args.epochs
-        runs: dict[str, list[float]] = {"plain": [], "trial": [], "search": [], "torch": []}
+        spaces, configs = {}, {}
+        for precision, suffix in PRECISIONS.items():
+            spaces[suffix] = Path(tmp) / f"bench{suffix}.toml"
+            spaces[suffix].write_text(SPACE.format(epochs=args.epochs, precision=precision))
+            s = space.load(str(spaces[suffix]))
+            configs[suffix] = {p.name: p.fixed for p in s.params.values()}
+        model = build_model(configs[""])
         for _ in range(args.repeats):  # alternate, so drift on the machine hits all alike
-            runs["plain"].append(images / plain_fit(config, split, args.epochs))
-            whole, fit = toolkit_trial(space_path, Path(tmp) / "logs", args.epochs)
-            runs["search"].append(images / whole)
-            runs["trial"].append(images / fit)
+            for suffix, config in configs.items():
+                runs["plain" + suffix].append(images / plain_fit(config, split, args.epochs))
+                whole, fit = toolkit_trial(spaces[suffix], Path(tmp) / "logs", args.epochs)
+                runs["trial" + suffix].append(images / fit)
+                if not suffix:
+                    runs["search"].append(images / whole)
             if torch is not None:
                 runs["torch"].append(images / torch_fit(model, split, args.epochs, 128))
     best = {k: max(v) for k, v in runs.items() if v}
@@ -251,6 +271,11 @@ def main() -> None:
             row("`digits search`: the trial's `fit` (tf.data, TensorBoard, checkpoints)", "trial"),
             row("`digits search`: the whole command (data, tuner, study, one trial)", "search"),
             row(f"plain {version} loop (`torch.set_num_threads(2)`)", "torch"),
+            row("plain `model.fit`, in mixed_bfloat16", "plain_bf16"),
+            row("`digits search`: the trial's `fit`, in mixed_bfloat16", "trial_bf16"),
+            "",
+            f"CPU flags for bfloat16: {bf16_flags() or 'none'} (without them bfloat16 is "
+            "emulated, and slow).",
         ]
     )
     print(text)

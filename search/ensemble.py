@@ -23,6 +23,7 @@ import numpy as np
 from keras import layers
 
 from search.data import IMAGE_SHAPE, Dataset
+from search.model import build_model
 from search.retrain import finished_members, validation_split
 from search.study import Study, write_atomic
 
@@ -65,11 +66,22 @@ def build_ensemble(
     return keras.Model(inputs, mean, name=name)
 
 
+def in_float32(member: keras.Model, config: dict[str, Any]) -> keras.Model:
+    """The member rebuilt in float32 with its own weights (kept in float32 by mixed precision):
+    TFLite and most deployments want float32 ops, and inference costs little either way."""
+    twin = build_model({**config, "precision": "float32"}, name=member.name)
+    twin.set_weights(member.get_weights())
+    return twin
+
+
 def load_members(study: Study) -> tuple[list[dict[str, Any]], list[keras.Model]]:
     manifests, models = [], []
     for manifest, path in finished_members(study):
+        member = keras.saving.load_model(path)
+        if manifest["config"].get("precision", "float32") != "float32":
+            member = in_float32(member, manifest["config"])
         manifests.append(manifest)
-        models.append(keras.saving.load_model(path))
+        models.append(member)
     return manifests, models
 
 

@@ -25,9 +25,12 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
     problem = unbuildable(config)
     if problem:
         raise ValueError(problem)
+    # Every layer but the softmax computes in the configuration's precision (the weights stay
+    # float32 either way); the probabilities are always float32.
+    kw = {"dtype": config["precision"]}
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    x = layers.Reshape((*IMAGE_SHAPE, 1), name="channel")(inputs)
-    x = layers.Rescaling(1 / 255, name="scale")(x)
+    x = layers.Reshape((*IMAGE_SHAPE, 1), name="channel", **kw)(inputs)
+    x = layers.Rescaling(1 / 255, name="scale", **kw)(x)
     bn = config["batch_norm"]
     for b in range(1, config["blocks"] + 1):
         for c in range(1, config["convs_per_block"] + 1):
@@ -40,21 +43,22 @@ def build_model(config: dict[str, Any], name: str = "digits_cnn") -> keras.Model
                 padding=config["padding"],
                 use_bias=not bn,
                 name=f"b{b}_conv{c}",
+                **kw,
             )(x)
-            x = _activate(x, bn, f"b{b}_conv{c}")
+            x = _activate(x, bn, f"b{b}_conv{c}", kw)
         if config["downsample"] == "maxpool":
-            x = layers.MaxPooling2D(2, name=f"b{b}_pool")(x)
+            x = layers.MaxPooling2D(2, name=f"b{b}_pool", **kw)(x)
         if config["dropout_conv"] > 0:
-            x = layers.Dropout(config["dropout_conv"], name=f"b{b}_drop")(x)
+            x = layers.Dropout(config["dropout_conv"], name=f"b{b}_drop", **kw)(x)
     if config["head"] == "gap":
-        x = layers.GlobalAveragePooling2D(name="gap")(x)
+        x = layers.GlobalAveragePooling2D(name="gap", **kw)(x)
     else:
-        x = layers.Flatten(name="flatten")(x)
+        x = layers.Flatten(name="flatten", **kw)(x)
     for d in range(1, config["dense_layers"] + 1):
-        x = layers.Dense(config["dense_units"], use_bias=not bn, name=f"dense{d}")(x)
-        x = _activate(x, bn, f"dense{d}")
+        x = layers.Dense(config["dense_units"], use_bias=not bn, name=f"dense{d}", **kw)(x)
+        x = _activate(x, bn, f"dense{d}", kw)
         if config["dropout_dense"] > 0:
-            x = layers.Dropout(config["dropout_dense"], name=f"dense{d}_drop")(x)
+            x = layers.Dropout(config["dropout_dense"], name=f"dense{d}_drop", **kw)(x)
     outputs = layers.Dense(
         NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"
     )(x)
@@ -65,7 +69,7 @@ BN_MOMENTUM = 0.9  # Keras' 0.99 needs ~500 steps before its moving statistics c
 # for inference; short searches (tens of steps per epoch) then score at chance level.
 
 
-def _activate(x: Any, bn: bool, name: str) -> Any:
+def _activate(x: Any, bn: bool, name: str, kw: dict[str, Any]) -> Any:
     if bn:
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn", **kw)(x)
+    return layers.Activation("relu", name=f"{name}_relu", **kw)(x)

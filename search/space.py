@@ -104,6 +104,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "weight_decay": _range(float, 0.0, "adamw/sgd weight decay", 0, 1),
         "label_smoothing": _range(float, 0.0, "label smoothing", 0, 1, hi_open=True),
         "batch_size": _range(int, 128, "batch size", 1, 8192),
+        "precision": _one_of(
+            "float32",
+            "mixed_bfloat16 computes in bfloat16, keeps weights in float32 (fast on CPUs with "
+            "AMX or AVX512-BF16, slow elsewhere)",
+            "float32",
+            "mixed_bfloat16",
+        ),
         "epochs": _range(int, 10, "epochs per trial (Hyperband: its max_epochs)", 1, 1000),
     },
 }

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from conftest import exported_probs, smoke_run
 
-from search import data
+from search import data, space
 from search.cli import main
-from search.ensemble import TTA_SHIFTS, build_ensemble
+from search.ensemble import TTA_SHIFTS, build_ensemble, in_float32
+from search.hypermodel import compile_model
+from search.model import build_model
 
 
 def roll_zero(x: np.ndarray, down: int, right: int) -> np.ndarray:
@@ -38,6 +40,29 @@ def test_tta_averages_the_members_over_one_pixel_shifts():
         build_ensemble([member], tta=True).predict(x, verbose=0), expected, atol=1e-6
     )
     assert len(TTA_SHIFTS) == 5 and (0, 0) in TTA_SHIFTS
+
+
+def test_bfloat16_member_trains_in_bfloat16_and_is_served_in_float32():
+    s = space.load("smoke")
+    config = {p.name: p.choice[0] if p.choice else p.fixed for p in s.params.values()}
+    config["precision"] = "mixed_bfloat16"
+    keras.utils.set_random_seed(0)
+    member = build_model(config, name="m_bf16")
+    assert member.get_layer("b1_conv1").compute_dtype == "bfloat16"
+    assert member.get_layer("b1_conv1").variable_dtype == "float32"
+    compile_model(member, config, steps=8, epochs=1)
+    d = data.load()
+    y = keras.utils.to_categorical(d.y_train[:512], 10)
+    member.fit(d.x_train[:512], y, batch_size=64, epochs=1, verbose=0)
+
+    twin = in_float32(member, config)
+    assert twin.name == "m_bf16"
+    assert {layer.compute_dtype for layer in twin.layers} == {"float32"}
+    x = d.x_test[:64]
+    probs = member.predict(x, verbose=0)
+    assert probs.dtype == np.float32
+    # The same weights: bfloat16 (8 bits of mantissa) only rounds the arithmetic.
+    np.testing.assert_allclose(twin.predict(x, verbose=0), probs, atol=0.05)
 
 
 @pytest.fixture(scope="module")

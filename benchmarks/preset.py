@@ -12,6 +12,7 @@ parts, and the table says so. Prints a Markdown table and replaces the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -70,6 +71,7 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
             json.loads(p.read_text())
             for p in (folder / "logs" / study / "retrain").glob("*/manifest.json")
         ]
+        record = json.loads((folder / "logs" / study / "study.json").read_text())
     images = sum(m["train_images"] * m["epochs"] for m in manifests)
     return {
         "seed": seed,
@@ -78,8 +80,14 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
         "retrain_images_per_s": round(images / sum(m["seconds"] for m in manifests), 1),
         "date": time.strftime("%Y-%m-%d"),
         "hardware": hardware(),
+        "space_sha256": space_hash(record["space_toml"]),
         "evaluation": evaluation,
     }
+
+
+def space_hash(text: str) -> str:
+    """Short hash of the space file a run searched: runs of one setup share it."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # Published points of reference on the same test set. They chose models, epochs or
@@ -93,9 +101,12 @@ ANCHORS = [
 
 
 def setup_of(result: dict) -> str:
-    """How a run retrained: the preset may change between runs."""
+    """How a run searched and retrained: the preset and its space change between runs."""
     e = result["evaluation"]
-    return f"{e['ensemble']['size']} x {e['members'][0]['epochs']} epochs"
+    return (
+        f"{e['ensemble']['size']} x {e['members'][0]['epochs']} epochs, "
+        f"space {result['space_sha256'][:7]}"
+    )
 
 
 def best_member(result: dict) -> float:

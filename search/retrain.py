@@ -128,8 +128,27 @@ def validation_split(study: Study, dataset: data_mod.Dataset) -> data_mod.Split:
     return data_mod.split(dataset, record["data"]["val"], seed=record.get("seed", 0))
 
 
+def mixed_calibration(members: list[Member]) -> str | None:
+    """Why an ensemble of `members` would be lopsided, or None.
+
+    The ensemble averages probabilities. A member trained without label smoothing puts ~1.0
+    on its answer, a smoothed one ~0.9, so where they disagree the unsmoothed member wins,
+    right or wrong (seed 2 of the full preset, BENCHMARKS.md).
+    """
+    values = sorted({m.config.get("label_smoothing", 0.0) for m in members})
+    if len(values) < 2:
+        return None
+    return (
+        f"members mix label_smoothing {', '.join(map(str, values))}: the ensemble averages "
+        "probabilities, and the least smoothed members outvote the rest; give the space one value"
+    )
+
+
 def retrain(study: Study, members: list[Member], console: Console) -> list[Path]:
     """Train every unfinished member; return the folders of all members."""
+    warning = mixed_calibration(members)
+    if warning:
+        console.print(f"[yellow]Warning:[/] {warning}")
     dataset = load_study_data(study)
     # Train + validation: every choice is made. A hold-out run keeps validation out.
     x, y = dataset.x_train, dataset.y_train

@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from search import data, space
-from search.retrain import MANIFEST, Member, member_dir, train_member
+from search.retrain import MANIFEST, Member, member_dir, mixed_calibration, train_member
 from search.study import Study
 
 
@@ -24,10 +24,21 @@ class Recorder(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
+def smoke_member(name: str = "t0_s0", **values: object) -> Member:
     s = space.load("smoke")
     config = {p.name: p.choice[0] if p.choice else p.fixed for p in s.params.values()}
-    member = Member("t0_s0", "0", 0, epochs=3, val_accuracy=0.9, best_epoch=3, config=config)
+    return Member(name, "0", 0, epochs=3, val_accuracy=0.9, best_epoch=3, config=config | values)
+
+
+def test_members_of_mixed_label_smoothing_are_flagged():
+    alike = [smoke_member("a", label_smoothing=0.1), smoke_member("b", label_smoothing=0.1)]
+    assert mixed_calibration(alike) is None
+    warning = mixed_calibration([*alike, smoke_member("c", label_smoothing=0.0)])
+    assert warning and "label_smoothing 0.0, 0.1" in warning
+
+
+def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
+    member = smoke_member()
     d = data.load()
     x, y = d.x_train[:512], d.y_train[:512]
     study = Study("s", tmp_path)

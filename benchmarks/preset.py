@@ -192,6 +192,8 @@ def summary_section() -> str:
             "",
             "Every row from `digits run --preset NAME` run from an empty folder; accuracy on "
             "the 10,000 MNIST test images, read once per run; wall time of the whole command. "
+            "`space` is the start of the sha256 of the space file the run searched: runs of "
+            "one setup share it. "
             "Anchors are published numbers, not measured here, and chose on the test set.",
             "",
             "| preset | hardware | wall time | ensemble test accuracy | best single member "

@@ -28,6 +28,10 @@ def test_results_table_csv_and_json_agree_with_the_trials(finished_study, run_cl
         assert int(r["parameters"]) > 0 and float(r["images_per_s"]) > 0
         assert r["status"] in ("completed", "stopped early")
         assert float(r["learning_rate"]) == t["hyperparameters"]["values"]["learning_rate"]
+        stats_file = finished_study / "smoke" / "tuner" / f"trial_{r['trial']}" / "stats.json"
+        stats = json.loads(stats_file.read_text())  # each epoch timed, for benchmarks
+        assert len(stats["epoch_seconds"]) == int(r["epochs_run"])
+        assert 0 < sum(stats["epoch_seconds"]) <= stats["seconds"] + 0.01
     # The study keeps the same table, rewritten after every trial.
     with open(finished_study / "smoke" / "trials.csv", newline="") as f:
         assert list(csv.DictReader(f)) == rows

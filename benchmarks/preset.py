@@ -101,11 +101,14 @@ ANCHORS = [
 
 
 def setup_of(result: dict) -> str:
-    """How a run searched and retrained: the preset and its space change between runs."""
+    """How a run searched and retrained: the preset, its space and the members' seeding
+    change between runs (until session 13 the members of a run shared seeds)."""
     e = result["evaluation"]
+    seeds = [m["seed"] for m in e["members"]]
+    shared = ", seeds shared" if len(set(seeds)) < len(seeds) else ""
     return (
         f"{e['ensemble']['size']} x {e['members'][0]['epochs']} epochs, "
-        f"space {result['space_sha256'][:7]}"
+        f"space {result['space_sha256'][:7]}{shared}"
     )
 
 
@@ -193,7 +196,9 @@ def summary_section() -> str:
             "Every row from `digits run --preset NAME` run from an empty folder; accuracy on "
             "the 10,000 MNIST test images, read once per run; wall time of the whole command. "
             "`space` is the start of the sha256 of the space file the run searched: runs of "
-            "one setup share it. "
+            "one setup share it; `seeds shared`: the run's members shared random seeds "
+            "(initial weights, batch order, augmentation draws), as every member did until "
+            "session 13. "
             "Anchors are published numbers, not measured here, and chose on the test set.",
             "",
             "| preset | hardware | wall time | ensemble test accuracy | best single member "

@@ -58,7 +58,7 @@ def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
 def plan_members(
     study: Study, top: int, seeds: int, epochs: int | None, hold_out: bool = False
 ) -> list[Member]:
-    """Members for the `top` trials x `seeds` seeds.
+    """Members for the `top` trials x `seeds` seeds, every member with a seed of its own.
 
     Default epochs: the epoch at which the trial's validation accuracy peaked. The schedules
     work per epoch, so on the full data the same epochs reproduce the schedule, each epoch
@@ -67,11 +67,16 @@ def plan_members(
     members = []
     # Seeds differ between studies run with different --seed, so repeated runs are independent.
     base = 1000 * int(study.read().get("seed", 0))
-    for trial in best_trials(study, top):
+    for rank, trial in enumerate(best_trials(study, top)):
         values = trial["hyperparameters"]["values"]
         config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
         best_epoch = int(trial["best_step"]) + 1
-        for seed in range(base, base + seeds):
+        # One seed per member, not per study: members sharing a seed start from the same
+        # convolution kernels and see the same batches and augmentations, so they err alike
+        # and their average gains little (full preset seeds 0-5, BENCHMARKS.md). Numbered by
+        # rank, so a larger --top keeps the members already trained.
+        start = base + rank * seeds
+        for seed in range(start, start + seeds):
             members.append(
                 Member(
                     name=f"t{trial['trial_id']}_s{seed}{HOLD_OUT_SUFFIX if hold_out else ''}",

@@ -6,7 +6,14 @@ import keras
 import pytest
 
 from search import data, space
-from search.retrain import MANIFEST, Member, member_dir, mixed_calibration, train_member
+from search.retrain import (
+    MANIFEST,
+    Member,
+    member_dir,
+    mixed_calibration,
+    plan_members,
+    train_member,
+)
 from search.study import Study
 
 
@@ -28,6 +35,15 @@ def smoke_member(name: str = "t0_s0", **values: object) -> Member:
     s = space.load("smoke")
     config = {p.name: p.choice[0] if p.choice else p.fixed for p in s.params.values()}
     return Member(name, "0", 0, epochs=3, val_accuracy=0.9, best_epoch=3, config=config | values)
+
+
+def test_every_member_has_a_seed_of_its_own(finished_study):
+    study = Study("smoke", finished_study)
+    members = plan_members(study, top=3, seeds=2, epochs=1)
+    assert len({m.seed for m in members}) == len({m.name for m in members}) == 6
+    assert [m.trial_id for m in members[::2]] == [m.trial_id for m in members[1::2]]
+    # A larger --top keeps the names, hence the trained members, of a smaller one.
+    assert plan_members(study, top=2, seeds=2, epochs=1) == members[:4]
 
 
 def test_members_of_mixed_label_smoothing_are_flagged():

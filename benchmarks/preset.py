@@ -142,8 +142,10 @@ def preset_section(preset: str, results: list[dict]) -> str:
         rows.append(
             f"| {r['seed']} | {setup_of(r)} | {r['minutes']:.1f}{resumed(r)} | "
             f"{e['ensemble']['test_accuracy']:.2%} ({e['ensemble']['test_errors']} errors) | "
-            f"{best_member(r):.2%} | {f'{speed:,.0f}' if speed else '-'} | {r['date']} |"
+            f"{best_member(r):.2%} | {f'{speed:,.0f}' if speed else '-'} | "
+            f"{r['hardware'].split(',')[0]} | {r['date']} |"
         )
+    machines = " and ".join(sorted({r["hardware"] for r in results}))
     means = "; ".join(
         f"{setup}: **{spread([r['evaluation']['ensemble']['test_accuracy'] for r in runs], '.2%')}"
         f"** over {len(runs)} run(s)"
@@ -154,14 +156,14 @@ def preset_section(preset: str, results: list[dict]) -> str:
             f"## `digits run --preset {preset}`, end to end",
             "",
             f"`python benchmarks/preset.py {preset} --seeds N` (one run per seed, kept in "
-            f"`benchmarks/results/preset-{preset}.json`) on {results[0]['hardware']}. "
+            f"`benchmarks/results/preset-{preset}.json`) on {machines}. "
             "Wall time of the whole command from an "
             "empty folder (search, retrain on all 60,000 training images, ensemble, one test "
             "evaluation, export); test set: the 10,000 MNIST test images.",
             "",
             "| seed | members x retrain epochs | minutes | ensemble test accuracy | best member "
-            "| retraining images/s | date |",
-            "|---|---|---|---|---|---|---|",
+            "| retraining images/s | CPU | date |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"Mean ensemble test accuracy by setup: {means}.",

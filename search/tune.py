@@ -570,8 +570,12 @@ class SearchProgress(keras.callbacks.Callback):
         values = trial.hyperparameters.values
         if trial.trial_id != self.trial_id:  # not a further execution of the same trial
             self.trial_id = trial.trial_id
-            self.stats = {"epochs_run": 0, "seconds": 0.0, "stopped_early": False}
-            self.stats["epoch_seconds"] = []
+            self.stats = {
+                "epochs_run": 0,
+                "seconds": 0.0,
+                "stopped_early": False,
+                "epoch_seconds": [],
+            }
             self._announce(trial)
         self.fit_started = self.epoch_mark = time.monotonic()
         self.fit_epochs = 0

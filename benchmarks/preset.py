@@ -72,6 +72,8 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
             for p in (folder / "logs" / study / "retrain").glob("*/manifest.json")
         ]
         record = json.loads((folder / "logs" / study / "study.json").read_text())
+        budget = folder / "logs" / study / "retrain" / "budget.json"
+        sized = json.loads(budget.read_text()) if budget.exists() else None
     images = sum(m["train_images"] * m["epochs"] for m in manifests)
     return {
         "seed": seed,
@@ -81,6 +83,7 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
         "date": time.strftime("%Y-%m-%d"),
         "hardware": hardware(),
         "space_sha256": space_hash(record["space_toml"]),
+        "budget": sized,  # epochs sized to the time the search left (retrain/budget.json)
         "evaluation": evaluation,
     }
 
@@ -106,10 +109,14 @@ def setup_of(result: dict) -> str:
     e = result["evaluation"]
     seeds = [m["seed"] for m in e["members"]]
     shared = ", seeds shared" if len(set(seeds)) < len(seeds) else ""
-    return (
-        f"{e['ensemble']['size']} x {e['members'][0]['epochs']} epochs, "
-        f"space {result['space_sha256'][:7]}{shared}"
-    )
+    budget = result.get("budget")
+    epochs = f"up to {budget['at_most']}, fit to time" if budget else e["members"][0]["epochs"]
+    return f"{e['ensemble']['size']} x {epochs} epochs, space {result['space_sha256'][:7]}{shared}"
+
+
+def epochs_here(result: dict) -> str:
+    """The epochs a time-budgeted run's members got on its machine."""
+    return f" ({result['budget']['epochs']} here)" if result.get("budget") else ""
 
 
 def best_member(result: dict) -> float:
@@ -140,7 +147,7 @@ def preset_section(preset: str, results: list[dict]) -> str:
         e = r["evaluation"]
         speed = r.get("retrain_images_per_s")  # not kept by the first runs
         rows.append(
-            f"| {r['seed']} | {setup_of(r)} | {r['minutes']:.1f}{resumed(r)} | "
+            f"| {r['seed']} | {setup_of(r)}{epochs_here(r)} | {r['minutes']:.1f}{resumed(r)} | "
             f"{e['ensemble']['test_accuracy']:.2%} ({e['ensemble']['test_errors']} errors) | "
             f"{best_member(r):.2%} | {f'{speed:,.0f}' if speed else '-'} | "
             f"{r['hardware'].split(',')[0]} | {r['date']} |"

@@ -34,13 +34,18 @@ USER_ERRORS = (SpaceError, DataError, StudyError)
 BOARD_PORT = 6006
 WORKER_TIMEOUT = 60.0  # seconds of silence after which a chief gives a worker's trial away
 MODELS_ROOT = Path("best_models")
+# Time a run keeps back from its budget for the ensemble, the test evaluation and the export.
+FINISH_SECONDS = 60
 # `digits run` presets: a search, then retraining of its best configurations. Every stage
 # resumes: rerun the same command after an interruption.
 PRESETS: dict[str, dict] = {
     "quick": {  # the README's main job: within 15 minutes on a 2-core CPU
         "space": "quick",
         "search": {"tuner": "random", "max_trials": 4, "max_epochs": 2, "train_size": 10000},
-        "retrain": {"top": 2, "seeds": 1, "epochs": 4},
+        # Epochs: as many as the 15 minutes leave after the search, up to 12 (by then the
+        # space's per-epoch decay has cut the learning rate below 3% of its start).
+        "retrain": {"top": 2, "seeds": 1, "epochs": 12},
+        "time_budget": 15 * 60,
     },
     "seed": {  # the original write-up's families
         "space": "seed_v2",
@@ -50,8 +55,10 @@ PRESETS: dict[str, dict] = {
     "full": {  # the best accuracy within 2 hours on a 2-core CPU
         "space": "full",
         "search": {"tuner": "random", "max_trials": 8, "max_epochs": 3, "train_size": 20000},
-        # ~15 min per 24-epoch member on 2 cores: five fill the 2 hours with a margin.
+        # ~13 min per 24-epoch member on 2 cores: five fill the 2 hours with a margin; on a
+        # slower machine the budget shortens them.
         "retrain": {"top": 5, "seeds": 1, "epochs": 24},
+        "time_budget": 2 * 3600,
     },
     "smoke": {  # for tests: seconds
         "space": "smoke",
@@ -181,7 +188,7 @@ def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
 
     with study.lock():
         members = plan_members(study, args.top, args.seeds, args.epochs, args.hold_out)
-        retrain(study, members, console)
+        retrain(study, members, console, args.time_budget)
     return 0
 
 
@@ -283,18 +290,25 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search.tune import SearchOptions, run_search
 
     started = time.monotonic()
-    console.rule(f"1/4 search · preset {args.preset}")
+    budget = args.time_budget or preset.get("time_budget")
+
+    def stage(title: str) -> None:
+        console.rule(f"{title} · {(time.monotonic() - started) / 60:.1f} min in")
+
+    stage(f"1/4 search · preset {args.preset}")
     opts = SearchOptions(
         study=name, root=args.logs, seed=args.seed, data=args.data, **preset["search"]
     )
     run_search(space, opts, command=args.command, console=console)
     study = Study(name, args.logs)
-    console.rule("2/4 retrain")
+    stage("2/4 retrain")
+    left = None if budget is None else budget - (time.monotonic() - started) - FINISH_SECONDS
     with study.lock():
-        retrain(study, plan_members(study, **preset["retrain"], hold_out=args.hold_out), console)
-    console.rule("3/4 ensemble and evaluate")
+        members = plan_members(study, **preset["retrain"], hold_out=args.hold_out)
+        retrain(study, members, console, left)
+    stage("3/4 ensemble and evaluate")
     evaluation = ensemble_and_report(study, console, args.tta)
-    console.rule("4/4 export")
+    stage("4/4 export")
     path = export(study, name, FORMATS, args.command, args.models)
     minutes = (time.monotonic() - started) / 60
     console.print(
@@ -592,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         help="epochs per member (default: the epoch each trial peaked at)",
     )
+    p.add_argument(
+        "--time-budget",
+        type=_duration,
+        metavar="DURATION",
+        help="e.g. 20m, 1h: give every member as many epochs (at most --epochs) as fit",
+    )
 
     command(
         "ensemble",
@@ -641,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
         "full: the long run for the best accuracy; smoke: seconds, for tests",
     )
     p.add_argument("--study", help="study and model name (default: the preset's name)")
+    p.add_argument(
+        "--time-budget",
+        type=_duration,
+        metavar="DURATION",
+        help="wall time of the whole run, e.g. 15m, 2h: the retraining epochs (at most the "
+        "preset's) are sized to what the search leaves (default: quick 15m, full 2h)",
+    )
 
     p = command(
         "results", "every trial of a study as a table (or CSV, JSON)", cmd_results, study, logs

@@ -8,6 +8,10 @@ members are named `..._ho` and kept apart from the others. Each member lives in
 `logs/<study>/retrain/<member>/`: TensorBoard curves, `member.keras` and `manifest.json`.
 A member with a manifest is finished and kept; an interrupted one resumes from its last epoch
 (Keras' BackupAndRestore keeps model and optimizer state in `backup/`).
+
+Given a time budget, the members' epochs are sized to fit it, from a few seconds of timed
+training steps of each configuration on this machine, and kept for the rest of the retraining
+(`retrain/budget.json`), so a resumed run trains on with the schedule it started.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +27,17 @@ import keras
 from rich.console import Console
 
 from search import data as data_mod
-from search.hypermodel import compile_model, make_dataset, steps_per_epoch
+from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
 from search.model import build_model
 from search.study import Study, StudyError, read_json, write_atomic
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
 HOLD_OUT_SUFFIX = "_ho"
+BUDGET_FILE = "budget.json"
+# Epochs are planned for this share of the time left: the calibration samples a few seconds,
+# and a real fit adds tracing, checkpoints and logs to every epoch.
+BUDGET_MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,50 @@ def mixed_calibration(members: list[Member]) -> str | None:
     )
 
 
-def retrain(study: Study, members: list[Member], console: Console) -> list[Path]:
-    """Train every unfinished member; return the folders of all members."""
+def fit_budget(
+    study: Study, members: list[Member], x: Any, y: Any, seconds: float, console: Console
+) -> list[Member]:
+    """`members` with as many epochs as fit in `seconds` (at most those planned), all alike.
+
+    Sized once: while any of the members has begun training, the recorded size is kept.
+    """
+    path = study.dir / "retrain" / BUDGET_FILE
+    if path.exists() and any(member_dir(study, m.name).exists() for m in members):
+        epochs = read_json(path)["epochs"]
+        console.print(f"Time budget: {epochs} epochs per member, as sized when retraining began")
+    else:
+        rates = {}
+        for m in members:
+            if m.trial_id not in rates:
+                rates[m.trial_id] = round(images_per_second(m.config, x, y), 1)
+        epoch_seconds = sum(len(y) / rates[m.trial_id] for m in members)
+        fits = int(BUDGET_MARGIN * seconds / epoch_seconds)
+        most = max(m.epochs for m in members)
+        epochs = max(1, min(fits, most))
+        sized = {
+            "seconds": round(seconds),
+            "at_most": most,
+            "epochs": epochs,
+            "images_per_s": rates,
+        }
+        write_atomic(path, json.dumps(sized, indent=1) + "\n")
+        console.print(
+            f"Time budget: {seconds / 60:.1f} min left for retraining; an epoch of all "
+            f"{len(members)} members takes about {epoch_seconds / 60:.1f} min here -> "
+            f"{epochs} epochs per member"
+        )
+        if fits < 1:
+            console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
+    return [replace(m, epochs=min(m.epochs, epochs)) for m in members]
+
+
+def retrain(
+    study: Study, members: list[Member], console: Console, time_budget: float | None = None
+) -> list[Path]:
+    """Train every unfinished member; return the folders of all members.
+
+    With `time_budget` (seconds from now), the epochs are sized to fit it (`fit_budget`).
+    """
     warning = mixed_calibration(members)
     if warning:
         console.print(f"[yellow]Warning:[/] {warning}")
@@ -161,6 +211,8 @@ def retrain(study: Study, members: list[Member], console: Console) -> list[Path]
         split = validation_split(study, dataset)
         x, y = split.x_train, split.y_train
         console.print(f"Holding out the study's {len(split.y_val):,} validation images")
+    if time_budget is not None:
+        members = fit_budget(study, members, x, y, time_budget, console)
     todo = [m for m in members if not (member_dir(study, m.name) / MANIFEST).exists()]
     console.print(
         f"Retraining {len(members)} members of study {study.name} on {len(y):,} images "

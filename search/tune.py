@@ -25,8 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from search import data as data_mod
-from search.hypermodel import DigitsHyperModel, compile_model, make_dataset
-from search.model import build_model
+from search.hypermodel import DigitsHyperModel, images_per_second
 from search.results import failure_reason, update_csv, write_stats
 from search.space import Space
 from search.study import Study, StudyError, new_record, read_json
@@ -253,28 +252,17 @@ def discard_interrupted(study: Study) -> None:
         study.discard_curves(trial_id)
 
 
-CALIBRATION_BATCHES = 20  # timed training steps (after 3 warm-up steps) per calibration
 VALIDATION_COST = 1 / 3  # an evaluated image costs about a third of a trained one
 
 
 def calibrate(space: Space, split: data_mod.Split) -> float:
     """Training images per second of the space's default configuration on this machine.
 
-    A short timed run (a few seconds): the default configuration takes the first value of
-    every choice and the lower end of every range.
+    The default configuration takes the first value of every choice and the lower end of
+    every range.
     """
     config = space.register(kt.HyperParameters())
-    model = build_model(config)
-    batch = config["batch_size"]
-    compile_model(model, config, steps=100, epochs=1)
-    ds = make_dataset(split.x_train, split.y_train, batch, config).repeat()
-    it = iter(ds)
-    for _ in range(3):
-        model.train_on_batch(*next(it))
-    start = time.perf_counter()
-    for _ in range(CALIBRATION_BATCHES):
-        model.train_on_batch(*next(it))
-    return CALIBRATION_BATCHES * batch / (time.perf_counter() - start)
+    return images_per_second(config, split.x_train, split.y_train)
 
 
 def estimate_seconds(epochs: int, split: data_mod.Split, images_per_s: float) -> float:

@@ -16,10 +16,11 @@ from search.cli import main
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, mnist_subset):
-    """`digits run --preset smoke` on 3,000 training and 500 test images of MNIST."""
+    """`digits run --preset smoke` on 3,000 training and 500 test images of MNIST, with a
+    time budget (ample: the preset's one epoch per member)."""
     root = tmp_path_factory.mktemp("pipeline")
     d = data.load()
-    argv = smoke_run(mnist_subset, root)
+    argv = [*smoke_run(mnist_subset, root), "--time-budget", "1h"]
     assert main(argv) == 0
     return {
         "root": root,
@@ -37,6 +38,8 @@ def test_run_writes_members_ensemble_report_and_export(pipeline, mnist_subset):
     assert len(members) == 2
     manifest = json.loads(members[0].read_text())
     assert manifest["train_images"] == 3000 and manifest["epochs"] == 1
+    budget = json.loads((pipeline["study"] / "retrain" / "budget.json").read_text())
+    assert budget["epochs"] == 1 and 3000 < budget["seconds"] < 3600
     assert {"loss", "accuracy"} <= set(manifest["final_metrics"])
     evaluation = json.loads((pipeline["study"] / "ensemble" / "evaluation.json").read_text())
     assert evaluation["test_images"] == 500 and len(evaluation["members"]) == 2

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import io
 import json
 
 import keras
 import pytest
+from rich.console import Console
 
 from search import data, space
 from search.retrain import (
+    BUDGET_FILE,
     MANIFEST,
     Member,
+    fit_budget,
     member_dir,
     mixed_calibration,
     plan_members,
@@ -71,3 +75,23 @@ def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
     assert manifest["epochs"] == 3 and manifest["name"] == "t0_s0"
     assert not (folder / "backup").exists()
     assert keras.saving.load_model(folder / "member.keras").name == "t0_s0"
+
+
+def test_a_time_budget_sizes_the_epochs_once(tmp_path):
+    d = data.load()
+    x, y = d.x_train[:512], d.y_train[:512]
+    study = Study("s", tmp_path)
+    members = [smoke_member("a"), smoke_member("b")]
+    out = io.StringIO()
+
+    def sized(seconds: float) -> list[int]:
+        return [m.epochs for m in fit_budget(study, members, x, y, seconds, Console(file=out))]
+
+    assert sized(3600) == [3, 3]  # room for more: the planned epochs cap them
+    recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
+    assert recorded["epochs"] == 3 and recorded["images_per_s"]["0"] > 0
+    assert sized(0.01) == [1, 1]  # not even one epoch fits: one, with a warning
+    assert "not even one epoch fits" in out.getvalue()
+    # Once a member has begun, a resumed run keeps the size it began with.
+    member_dir(study, "a").mkdir(parents=True)
+    assert sized(3600) == [1, 1]

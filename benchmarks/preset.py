@@ -110,7 +110,7 @@ def setup_of(result: dict) -> str:
     seeds = [m["seed"] for m in e["members"]]
     shared = ", seeds shared" if len(set(seeds)) < len(seeds) else ""
     budget = result.get("budget")
-    epochs = f"up to {budget['at_most']}, fit to time" if budget else e["members"][0]["epochs"]
+    epochs = f"up to {budget['at_most']} (fit to time)" if budget else e["members"][0]["epochs"]
     return f"{e['ensemble']['size']} x {epochs} epochs, space {result['space_sha256'][:7]}{shared}"
 
 

@@ -289,32 +289,34 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search.retrain import plan_members, retrain
     from search.tune import SearchOptions, run_search
 
-    started = time.monotonic()
     budget = args.time_budget or preset.get("time_budget")
-
-    def stage(title: str) -> None:
-        console.rule(f"{title} · {(time.monotonic() - started) / 60:.1f} min in")
-
-    stage(f"1/4 search · preset {args.preset}")
-    opts = SearchOptions(
-        study=name, root=args.logs, seed=args.seed, data=args.data, **preset["search"]
-    )
-    run_search(space, opts, command=args.command, console=console)
     study = Study(name, args.logs)
-    stage("2/4 retrain")
-    left = None if budget is None else budget - (time.monotonic() - started) - FINISH_SECONDS
-    with study.lock():
-        members = plan_members(study, **preset["retrain"], hold_out=args.hold_out)
-        retrain(study, members, console, left)
-    stage("3/4 ensemble and evaluate")
-    evaluation = ensemble_and_report(study, console, args.tta)
-    stage("4/4 export")
-    path = export(study, name, FORMATS, args.command, args.models)
-    minutes = (time.monotonic() - started) / 60
+    # The budget counts every part of an interrupted run, not only this one.
+    with study.run_clock() as parts:
+
+        def stage(title: str) -> None:
+            console.rule(f"{title} · {sum(parts()) / 60:.1f} min in")
+
+        stage(f"1/4 search · preset {args.preset}")
+        opts = SearchOptions(
+            study=name, root=args.logs, seed=args.seed, data=args.data, **preset["search"]
+        )
+        run_search(space, opts, command=args.command, console=console)
+        stage("2/4 retrain")
+        left = None if budget is None else budget - sum(parts()) - FINISH_SECONDS
+        with study.lock():
+            members = plan_members(study, **preset["retrain"], hold_out=args.hold_out)
+            retrain(study, members, console, left)
+        stage("3/4 ensemble and evaluate")
+        evaluation = ensemble_and_report(study, console, args.tta)
+        stage("4/4 export")
+        path = export(study, name, FORMATS, args.command, args.models)
+        spent = parts()
+    took = f"{sum(spent) / 60:.1f} min" + (f" in {len(spent)} parts" if len(spent) > 1 else "")
     console.print(
         f"[bold]Test accuracy {evaluation['ensemble']['test_accuracy']:.2%}[/] "
         f"({evaluation['ensemble']['test_errors']} errors) · model in {path}/ · "
-        f"this run took {minutes:.1f} min (a resumed run counts only its own part)"
+        f"this run took {took}"
     )
     return 0
 

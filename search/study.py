@@ -5,6 +5,7 @@ Layout:
     logs/<study>/tuner/          keras-tuner's own state (oracle.json, trial_*/)
     logs/<study>/tensorboard/    one folder per trial: scalars per epoch and HParams
     logs/<study>/workers/        heartbeats of a distributed search's workers
+    logs/<study>/run_time.json   seconds of each part of a `digits run` (interrupted, resumed)
     logs/<study>/.lock           held while a command works on the study
 """
 
@@ -18,7 +19,9 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -28,6 +31,7 @@ from typing import Any
 DEFAULT_ROOT = Path("logs")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 VERSIONED_PACKAGES = ("tensorflow", "keras", "keras-tuner", "tensorboard", "numpy")
+RUN_CLOCK_EVERY = 10.0  # seconds: an interrupted `digits run` loses at most this of its time
 
 
 class StudyError(Exception):
@@ -130,6 +134,40 @@ class Study:
                 shutil.rmtree(child)
             else:
                 child.unlink()
+
+    @contextlib.contextmanager
+    def run_clock(self, every: float = RUN_CLOCK_EVERY) -> Iterator[Callable[[], list[float]]]:
+        """Time spent on the study by `digits run`, over every part of an interrupted run.
+
+        Yields a function giving the seconds of each part so far, this one last. A thread
+        records them in `run_time.json` every `every` seconds (once the study folder exists),
+        so a resumed run knows what its earlier parts spent, to within that much.
+        """
+        path = self.dir / "run_time.json"
+        earlier = read_json(path)["parts"] if path.exists() else []
+        start = time.monotonic()
+
+        def parts() -> list[float]:
+            return [*earlier, round(time.monotonic() - start, 1)]
+
+        def record() -> None:
+            if self.dir.exists():
+                write_atomic(path, json.dumps({"parts": parts()}) + "\n")
+
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(every):
+                record()
+
+        thread = threading.Thread(target=tick, name="run-clock", daemon=True)
+        thread.start()
+        try:
+            yield parts
+        finally:
+            stop.set()
+            thread.join()
+            record()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -80,9 +80,14 @@ def test_rerun_keeps_finished_members_and_retrains_a_missing_one(pipeline):
     first, second = sorted(p.parent for p in retrain.glob("*/manifest.json"))
     kept = (first / "member.keras").stat().st_mtime_ns
     (second / "manifest.json").unlink()
+    clock = pipeline["study"] / "run_time.json"
+    before = json.loads(clock.read_text())["parts"]
     assert main(pipeline["argv"]) == 0
     assert (first / "member.keras").stat().st_mtime_ns == kept
     assert (second / "manifest.json").is_file()
+    # The rerun is one more part of the same run: its time counts against the budget.
+    after = json.loads(clock.read_text())["parts"]
+    assert after[:-1] == before and len(after) == len(before) + 1 and after[-1] > 0
 
 
 def test_failed_export_leaves_the_previous_one_intact(pipeline, monkeypatch, run_cli):

@@ -92,6 +92,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "zoom": _range(float, 0.0, "max zoom in/out, fraction", 0, 0.5),
         "translate": _range(float, 0.0, "max shift, fraction of the image", 0, 0.5),
         "shear": _range(float, 0.0, "max shear, degrees", 0, 45),
+        # Elastic distortion (Simard et al., 2003): a smooth random field moves every pixel.
+        "elastic": _range(
+            float, 0.0, "elastic: field strength (alpha), pixels; 34 is Simard's", 0, 100
+        ),
+        "elastic_sigma": _range(float, 4.0, "elastic: smoothness of the field, pixels", 1, 14),
     },
     "train": {
         "optimizer": _one_of("adam", "optimizer", "adam", "adamw", "sgd", "rmsprop"),

@@ -4,10 +4,18 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from search import space
 from search.data import load, split
-from search.hypermodel import DigitsHyperModel, augment_batch, learning_rate, make_dataset
+from search.hypermodel import (
+    DigitsHyperModel,
+    augment_batch,
+    bilinear_sample,
+    elastic_field,
+    learning_rate,
+    make_dataset,
+)
 
 NO_AUGMENT = {"rotation": 0.0, "zoom": 0.0, "translate": 0.0, "shear": 0.0}
 
@@ -25,6 +33,52 @@ def test_augmentation_moves_digits_but_never_mirrors_border():
     assert np.abs(out - images).mean() > 5  # the digits moved
     # Constant fill: no new ink appears, the total stays close (a little may leave the frame).
     assert out.sum() <= images.sum() * 1.02
+
+
+def test_sampler_matches_tensorflows_projective_transform_with_zero_fill():
+    images = load().x_test[:16].astype(np.float32)
+    rng = np.random.default_rng(0)
+    # Rotations, zooms and shifts of several pixels: corners fall inside, on the border, out.
+    a = rng.uniform(-0.5, 0.5, 16).astype(np.float32)
+    m = np.stack([np.cos(a), np.sin(a), -np.sin(a), np.cos(a)], 1) * rng.uniform(0.8, 1.2, (16, 1))
+    b = rng.uniform(-6, 6, (16, 2))
+    ys, xs = np.mgrid[0:28, 0:28].astype(np.float32)
+    src_x = m[:, 0, None, None] * xs + m[:, 1, None, None] * ys + b[:, 0, None, None]
+    src_y = m[:, 2, None, None] * xs + m[:, 3, None, None] * ys + b[:, 1, None, None]
+    transforms = np.concatenate(
+        [m[:, :2], b[:, :1], m[:, 2:], b[:, 1:], np.zeros((16, 2))], 1
+    ).astype(np.float32)
+    expected = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images[..., None],
+        transforms=transforms,
+        output_shape=[28, 28],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )[..., 0]
+    got = bilinear_sample(images, src_x.astype(np.float32), src_y.astype(np.float32))
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=0.05)
+
+
+def test_elastic_field_is_smooth_and_of_the_asked_strength():
+    tf.random.set_seed(0)
+    dx, dy = elastic_field(256, 28, 28, alpha=34.0, sigma=4.0)
+    dx, dy = dx.numpy(), dy.numpy()
+    assert dx.shape == dy.shape == (256, 28, 28)
+    # Simard's setting moves pixels by about a pixel and a half, neighbours almost alike.
+    middle = dx[:, 8:20, 8:20]
+    assert 0.8 < middle.std() < 2.5
+    assert np.abs(np.diff(middle, axis=2)).mean() < 0.2 * middle.std()
+    assert np.abs(elastic_field(64, 28, 28, 68.0, 4.0)[0]).mean() > 1.5 * np.abs(dx).mean()
+
+
+def test_elastic_distortion_bends_strokes_the_affine_part_does_not():
+    images = load().x_test[:64].astype(np.float32)
+    tf.random.set_seed(1)
+    bent = augment_batch(images, {**NO_AUGMENT, "elastic": 34.0, "elastic_sigma": 4.0}).numpy()
+    assert np.abs(bent - images).mean() > 5
+    assert bent.sum() == pytest.approx(images.sum(), rel=0.05)  # ink moves, little is lost
+    assert bent.min() >= 0 and bent.max() <= 255
 
 
 def test_dataset_batches_float_pixels_and_one_hot_labels():

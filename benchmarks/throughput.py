@@ -37,7 +37,7 @@ import keras
 from rich.console import Console
 
 from search import data, space
-from search.hypermodel import compile_model, steps_per_epoch
+from search.hypermodel import compile_model, make_dataset, steps_per_epoch
 from search.model import build_model
 from search.tune import SearchOptions, run_search
 
@@ -111,6 +111,17 @@ def toolkit_trial(space_path: Path, logs: Path, epochs: int) -> tuple[float, lis
     whole = time.perf_counter() - start
     stats = json.loads(next((logs / "bench" / "tuner").glob("trial_*/stats.json")).read_text())
     return whole, stats["epoch_seconds"]
+
+
+def pipeline_cpu_seconds(config: dict, split: data.Split) -> float:
+    """CPU seconds (all threads) the trial's input pipeline spends on one epoch, no model."""
+    batches = make_dataset(split.x_train, split.y_train, config["batch_size"], config, seed=0)
+    for _ in batches.take(1):  # builds the pipeline's functions before timing
+        pass
+    start = time.process_time()
+    for _ in batches:
+        pass
+    return time.process_time() - start
 
 
 def forward_flops(model: keras.Model) -> int:
@@ -279,6 +290,10 @@ def main() -> None:
             print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     # Training costs about three forward passes: the forward, and two for the gradients.
     train_flops = 3 * forward_flops(model)
+    # The quick space's augmentation (rotation 10, zoom 0.1, shift 0.1) on top of the batching.
+    augmented = {**configs[""], "rotation": 10.0, "zoom": 0.1, "translate": 0.1}
+    feed = {"plain": pipeline_cpu_seconds(configs[""], split)}
+    feed["aug"] = pipeline_cpu_seconds(augmented, split)
 
     def row(name: str, key: str, runs: dict[str, list[float]] = steady, base: str = "plain") -> str:
         if key not in runs:
@@ -326,6 +341,11 @@ def main() -> None:
             "| run | images/s (median) | range (epochs) | GFLOP/s | ratio to plain Keras |",
             "|---|---|---|---|---|",
             *rows,
+            "",
+            "The trial's input pipeline alone (`make_dataset`, one epoch, no model) costs "
+            f"{feed['plain']:.2f} CPU seconds, {feed['aug']:.2f} with the quick space's "
+            f"augmentation, against {per_epoch / statistics.median(steady['trial']):.0f} s "
+            "of wall time per trial epoch on two cores: it is not what separates the rows.",
             "",
             f"CPU flags for bfloat16: {bf16_flags() or 'none'} (without them bfloat16 is "
             "emulated, and slow).",

@@ -16,12 +16,12 @@ them from leaving while a trial may still come back (see `watch_workers`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from search.study import Study, StudyError, write_atomic
+from search.study import Study, StudyError, periodically, write_atomic
 
 CONNECT_TIMEOUT = 60.0  # seconds a worker waits for its chief before giving up
 MAX_RESTARTS = 3  # per worker, in a local distributed search
@@ -183,26 +183,17 @@ def heartbeat(study: Study, tuner_id: str) -> Iterator[None]:
     machines need not agree. The first beat is written before the worker asks for a trial.
     """
     path = heartbeat_path(study, tuner_id)
-    stop = threading.Event()
+    beats = itertools.count(1)
 
-    def beat(n: int) -> None:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "beat": n}
+    def beat() -> None:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "beat": next(beats)}
         write_atomic(path, json.dumps(info) + "\n")
 
-    def loop() -> None:
-        n = 1
-        while not stop.wait(BEAT):
-            n += 1
-            beat(n)
-
-    beat(1)
-    thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
-    thread.start()
+    beat()
     try:
-        yield
+        with periodically(BEAT, beat, "heartbeat"):
+            yield
     finally:
-        stop.set()
-        thread.join()
         path.unlink(missing_ok=True)
 
 
@@ -262,35 +253,27 @@ def watch_workers(
         return set(oracle.tuner_ids) | set(oracle.ongoing_trials)
 
     seen: dict[str, tuple[str, float]] = {}  # last heartbeat of each worker, and when it changed
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.wait(POLL):
-            now = time.monotonic()
-            for tuner_id in sorted(watched(oracle)):
-                try:
-                    beat = heartbeat_path(study, tuner_id).read_text(encoding="utf-8")
-                except FileNotFoundError:  # not started yet, or gone home: nothing to watch
-                    continue
-                if seen.get(tuner_id, ("", 0.0))[0] != beat:
-                    seen[tuner_id] = (beat, now)
-                elif now - seen[tuner_id][1] > timeout:
-                    trial_id = release(oracle, tuner_id)
-                    if trial_id is not None:
-                        study.discard_curves(trial_id)
-                    during = f" during trial {trial_id}" if trial_id else ""
-                    back = f"; trial {trial_id} went back to the queue" if trial_id else ""
-                    report(
-                        f"worker {tuner_id} went silent{during} (no heartbeat for "
-                        f"{timeout:.0f}s){back}"
-                    )
+    def check() -> None:
+        now = time.monotonic()
+        for tuner_id in sorted(watched(oracle)):
+            try:
+                beat = heartbeat_path(study, tuner_id).read_text(encoding="utf-8")
+            except FileNotFoundError:  # not started yet, or gone home: nothing to watch
+                continue
+            if seen.get(tuner_id, ("", 0.0))[0] != beat:
+                seen[tuner_id] = (beat, now)
+            elif now - seen[tuner_id][1] > timeout:
+                trial_id = release(oracle, tuner_id)
+                if trial_id is not None:
+                    study.discard_curves(trial_id)
+                during = f" during trial {trial_id}" if trial_id else ""
+                back = f"; trial {trial_id} went back to the queue" if trial_id else ""
+                report(
+                    f"worker {tuner_id} went silent{during} (no heartbeat for {timeout:.0f}s){back}"
+                )
 
     oracle.create_trial = create_trial.__get__(oracle)
     oracle.end_trial = end_trial.__get__(oracle)
-    thread = threading.Thread(target=loop, name="watchdog", daemon=True)
-    thread.start()
-    try:
+    with periodically(POLL, check, "watchdog"):
         yield events
-    finally:
-        stop.set()
-        thread.join()

@@ -55,6 +55,25 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+@contextlib.contextmanager
+def periodically(seconds: float, work: Callable[[], None], name: str) -> Iterator[None]:
+    """Call `work` every `seconds` from a background thread while the body runs (heartbeats,
+    clocks, watchdogs: the files a study folder keeps up to date)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            work()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object, naming the file when it is missing or damaged."""
     try:
@@ -154,19 +173,10 @@ class Study:
             if self.dir.exists():
                 write_atomic(path, json.dumps({"parts": parts()}) + "\n")
 
-        stop = threading.Event()
-
-        def tick() -> None:
-            while not stop.wait(every):
-                record()
-
-        thread = threading.Thread(target=tick, name="run-clock", daemon=True)
-        thread.start()
         try:
-            yield parts
+            with periodically(every, record, "run-clock"):
+                yield parts
         finally:
-            stop.set()
-            thread.join()
             record()
 
     @contextlib.contextmanager

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -442,6 +443,9 @@ def cmd_board(args: argparse.Namespace, console: Console) -> int:
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}/"
+    # `kill` (SIGTERM) stops the board like Ctrl-C: through the `finally` below, which stops
+    # TensorBoard too; by default Python would die at once and leave TensorBoard running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if not _wait_http(url, proc, timeout=60):
             raise StudyError(f"TensorBoard did not start on port {args.port} (in use?)")

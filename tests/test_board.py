@@ -52,6 +52,9 @@ def board(finished_study, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # Stopping `digits board` stops its TensorBoard: nothing answers on the port any more.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
 
 
 def session_groups(base: str, expected: int, timeout: float = 60) -> list[dict]:

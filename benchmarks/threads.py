@@ -3,11 +3,14 @@
 TensorFlow runs independent ops side by side (the inter-op pool) and splits each op over
 the intra-op pool; by default both are as large as the machine has cores. On two cores the
 two pools, tf.data's threads and oneDNN can ask for more threads than there are cores.
-Each setting trains the throughput benchmark's model (benchmarks/throughput.py) with plain
-`model.fit` in a fresh process (the pools are fixed once TensorFlow starts), alternating,
-`--repeats` times; the table gives the median images/s over every epoch after each run's
-first, their range, and the spread (standard deviation / mean) that made throughput
-comparisons between runs so noisy here.
+oneDNN (TensorFlow's CPU kernels for convolutions, matmuls and batch norm) splits each op
+into one job per core and by default hands every job to the intra-op pool while the thread
+that ran the op waits; `TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1` runs the last job on that
+thread instead. Each setting trains the throughput benchmark's model
+(benchmarks/throughput.py) with plain `model.fit` in a fresh process (the pools are fixed
+once TensorFlow starts), alternating, `--repeats` times; the table gives the median and mean
+images/s over every epoch after each run's first, their range, and the spread (standard
+deviation / mean) that made throughput comparisons between runs so noisy here.
 
     python benchmarks/threads.py [--epochs 3] [--repeats 2]
 
@@ -25,13 +28,17 @@ import sys
 import tempfile
 import time
 
-# (inter-op threads, intra-op threads); 0 keeps TensorFlow's default (the cores it sees).
-SETTINGS = [(0, 0), (1, 0), (1, 1), (2, 1)]
+# (inter-op threads, intra-op threads, oneDNN's caller thread works); 0 threads keeps
+# TensorFlow's default (the cores it sees). Session 15 measured (1, 0), (1, 1) and (2, 1) on
+# the AMD EPYC: 10-36% slower than the defaults (BENCHMARKS.md).
+SETTINGS = [(0, 0, 0), (0, 0, 1), (0, 3, 0)]
+CALLER_THREAD = "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"
 
 
-def child(inter: int, intra: int, epochs: int) -> None:
+def child(inter: int, intra: int, caller: int, epochs: int) -> None:
     """One plain fit with these pools; prints its epochs' seconds as JSON."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ[CALLER_THREAD] = str(caller)  # explicit: the toolkit sets 1 unless told
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(inter)
@@ -49,36 +56,37 @@ def child(inter: int, intra: int, epochs: int) -> None:
     print(json.dumps({"images": len(split.y_train), "seconds": seconds}))
 
 
-def label(inter: int, intra: int) -> str:
-    return f"inter-op {inter or 'TF default'}, intra-op {intra or 'TF default'}"
+def label(inter: int, intra: int, caller: int) -> str:
+    pools = f"inter-op {inter or 'TF default'}, intra-op {intra or 'TF default'}"
+    return pools + (", oneDNN caller thread" if caller else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is left out")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child, args.epochs)
         return
     from throughput import hardware, update_benchmarks
 
-    rates: dict[tuple[int, int], list[float]] = {s: [] for s in SETTINGS}
+    rates: dict[tuple[int, int, int], list[float]] = {s: [] for s in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "BENCH_TMP": tmp}
         for repeat in range(args.repeats):
-            for inter, intra in SETTINGS:
+            for setting in SETTINGS:
                 cmd = [sys.executable, __file__, "--epochs", str(args.epochs)]
                 out = subprocess.run(
-                    [*cmd, "--child", str(inter), str(intra)],
+                    [*cmd, "--child", *map(str, setting)],
                     env=env,
                     capture_output=True,
                     text=True,
                     check=True,
                 ).stdout
                 run = json.loads(out.strip().splitlines()[-1])
-                rates[(inter, intra)] += [run["images"] / s for s in run["seconds"][1:]]
+                rates[setting] += [run["images"] / s for s in run["seconds"][1:]]
             print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     base = statistics.median(rates[SETTINGS[0]])
     rows = []
@@ -86,8 +94,8 @@ def main() -> None:
         mid = statistics.median(values)
         cv = statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
         rows.append(
-            f"| {label(*setting)} | {mid:,.0f} | {min(values):,.0f}-{max(values):,.0f} "
-            f"({len(values)}) | {cv:.0%} | {mid / base:.2f} |"
+            f"| {label(*setting)} | {mid:,.0f} | {statistics.mean(values):,.0f} | "
+            f"{min(values):,.0f}-{max(values):,.0f} ({len(values)}) | {cv:.0%} | {mid / base:.2f} |"
         )
     text = "\n".join(
         [
@@ -98,9 +106,9 @@ def main() -> None:
             "model (55,000 images, batch 128, validation after each epoch), each setting in a "
             "fresh process, alternating; images/s over every epoch after each run's first.",
             "",
-            "| thread pools | images/s (median) | range (epochs) | spread (sd/mean) "
-            "| ratio to TF defaults |",
-            "|---|---|---|---|---|",
+            "| threads | images/s (median) | mean | range (epochs) | spread (sd/mean) "
+            "| ratio to TF defaults (medians) |",
+            "|---|---|---|---|---|---|",
             *rows,
         ]
     )

@@ -1,0 +1,191 @@
+"""Configurations of the full preset side by side on the validation split (an A/B test).
+
+    python benchmarks/ab.py EXPERIMENT [--epochs 24] [--workdir DIR]
+
+Every arm is one fixed configuration of the full preset's space (spaces/full.toml: its first
+choice of every tunable value but the dense width, 256), with the arm's changes, trained by
+the toolkit itself: a one-trial search fixes the study and its validation split (the same
+split in every arm), then `digits retrain --hold-out` trains the arm's members on the other
+55,000 images. Scored on the 5,000 validation images only (the test set is not read): each
+member's errors and mean negative log-likelihood (less noisy than errors at this accuracy),
+the errors of each arm's probability average and the images all its members miss.
+
+Experiments:
+  elastic  affine augmentation alone, or with Simard's elastic distortion on top (alpha 34,
+           sigma 4); two members per arm.
+  shape    are members of different shapes less alike than members of one? Three members of
+           the full preset's shape (2x2 convs, max pooling, valid padding), one with strided
+           convolutions in place of the pooling, one with same padding; the three shapes'
+           first members are averaged too, against the three of one shape. Every arm's
+           members are numbered from seed 0, so that mixed trio shares its seed (batch order,
+           augmentation draws), which can only make it more alike than a real run's.
+
+Rerun with the same --workdir to resume. Replaces the experiment's section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+from throughput import hardware, update_benchmarks
+
+SPACE = """
+description = "A/B: one configuration of the full preset, arm {arm}"
+[model]
+blocks = 2
+convs_per_block = 2
+filters_1 = 32
+filters_2 = 64
+kernel_size = 3
+padding = "{padding}"
+batch_norm = true
+downsample = "{downsample}"
+dropout_conv = 0.2
+dense_layers = 1
+dense_units = 256
+dropout_dense = 0.4
+[augment]
+rotation = 10.0
+zoom = 0.1
+translate = 0.1
+elastic = {elastic}
+[train]
+optimizer = "adam"
+learning_rate = 1e-3
+schedule = "cosine"
+warmup_epochs = 1
+label_smoothing = 0.1
+batch_size = 128
+epochs = 24
+"""
+BASE = {"padding": "valid", "downsample": "maxpool", "elastic": 0.0}
+# experiment -> arm -> (changes to BASE, members); `mixed`: also average the arms' first members.
+EXPERIMENTS: dict[str, dict] = {
+    "elastic": {
+        "section": "augment-ab",
+        "title": "Elastic distortion: A/B on the validation split",
+        "arms": {"affine": ({}, 2), "elastic": ({"elastic": 34.0}, 2)},
+        "mixed": False,
+    },
+    "shape": {
+        "section": "shape-ab",
+        "title": "Members of one shape or of three: A/B on the validation split",
+        "arms": {
+            "maxpool": ({}, 3),
+            "strided": ({"downsample": "strided"}, 1),
+            "same": ({"padding": "same"}, 1),
+        },
+        "mixed": True,
+    },
+}
+
+
+def digits(*args: str, cwd: Path) -> None:
+    subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, check=True)
+
+
+def train_arm(arm: str, changes: dict, members: int, folder: Path, epochs: int) -> None:
+    """The arm's study (a one-trial, one-epoch search on 2,000 images: it only fixes the
+    configuration and the validation split) and its hold-out members; both resume."""
+    space = folder / f"{arm}.toml"
+    space.write_text(SPACE.format(arm=arm, **{**BASE, **changes}))
+    if not (folder / "logs" / arm / "tuner" / "oracle.json").exists():
+        search = ["search", "--space", str(space), "--study", arm, "--tuner", "random"]
+        digits(
+            *search, "--max-trials", "1", "--max-epochs", "1", "--train-size", "2000", cwd=folder
+        )
+    retrain = ["retrain", "--study", arm, "--top", "1", "--seeds", str(members)]
+    digits(*retrain, "--epochs", str(epochs), "--hold-out", cwd=folder)
+
+
+def validation_probs(arm: str, folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each member's probabilities on the arm's validation split, and its labels."""
+    from search.ensemble import load_members, predict
+    from search.retrain import load_study_data, validation_split
+    from search.study import Study
+
+    study = Study(arm, folder / "logs")
+    _, members = load_members(study)
+    split = validation_split(study, load_study_data(study))
+    return [predict(m, split.x_val) for m in members], split.y_val
+
+
+def scores(probs: list[np.ndarray], y: np.ndarray) -> dict:
+    from search.ensemble import accuracy
+
+    def nll(p: np.ndarray) -> float:
+        return float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).mean())
+
+    wrong = [p.argmax(axis=1) != y for p in probs]
+    return {
+        "errors": [int(w.sum()) for w in wrong],
+        "nll": [nll(p) for p in probs],
+        "average": accuracy(np.mean(probs, axis=0), y)[1],
+        "all_miss": int(np.logical_and.reduce(wrong).sum()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", choices=EXPERIMENTS)
+    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--workdir", type=Path, help="run here and keep the outputs (resumable)")
+    args = parser.parse_args()
+    experiment = EXPERIMENTS[args.experiment]
+    arms = experiment["arms"]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for arm, (changes, members) in arms.items():
+            train_arm(arm, changes, members, folder, args.epochs)
+        probs = {arm: validation_probs(arm, folder) for arm in arms}
+    minutes = (time.perf_counter() - started) / 60
+    labels = {arm: y for arm, (_, y) in probs.items()}
+    y = next(iter(labels.values()))
+    assert all(np.array_equal(y, v) for v in labels.values()), "arms split differently"
+    rows = []
+    for arm, (changes, _) in arms.items():
+        s = scores(probs[arm][0], y)
+        change = ", ".join(f"{k} {v}" for k, v in changes.items()) or "the base"
+        rows.append(
+            f"| {arm} ({change}) | {', '.join(map(str, s['errors']))} | "
+            f"{', '.join(f'{n:.4f}' for n in s['nll'])} | {s['average']} | {s['all_miss']} |"
+        )
+    if experiment["mixed"]:
+        s = scores([p[0] for p, _ in probs.values()], y)
+        rows.append(
+            f"| first member of each arm | {', '.join(map(str, s['errors']))} | "
+            f"{', '.join(f'{n:.4f}' for n in s['nll'])} | {s['average']} | {s['all_miss']} |"
+        )
+    text = "\n".join(
+        [
+            f"## {experiment['title']}",
+            "",
+            f"`python benchmarks/ab.py {args.experiment} --epochs {args.epochs}` on "
+            f"{hardware()}, {time.strftime('%Y-%m-%d')} ({minutes:.0f} min this run). "
+            "Fixed configurations of the full preset's space, hold-out members trained "
+            f"{args.epochs} epochs each on 55,000 images; scored on the {len(y):,} validation "
+            "images (the test set is not read).",
+            "",
+            "| members | validation errors per member | mean NLL per member "
+            "| errors of the average | missed by all |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    print(text)
+    update_benchmarks(experiment["section"], text)
+
+
+if __name__ == "__main__":
+    main()

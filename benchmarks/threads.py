@@ -38,7 +38,7 @@ CALLER_THREAD = "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"
 def child(inter: int, intra: int, caller: int, epochs: int) -> None:
     """One plain fit with these pools; prints its epochs' seconds as JSON."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ[CALLER_THREAD] = str(caller)  # explicit: the toolkit sets 1 unless told
+    os.environ[CALLER_THREAD] = str(caller)  # explicit: the shell's value must not decide
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(inter)

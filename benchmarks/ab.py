@@ -152,25 +152,23 @@ def main() -> None:
             train_arm(arm, changes, members, folder, args.epochs)
         probs = {arm: validation_probs(arm, folder) for arm in arms}
     minutes = (time.perf_counter() - started) / 60
-    labels = {arm: y for arm, (_, y) in probs.items()}
-    y = next(iter(labels.values()))
-    assert all(np.array_equal(y, v) for v in labels.values()), "arms split differently"
-    rows = []
-    for arm, (changes, _) in arms.items():
-        s = scores(probs[arm][0], y)
-        change = ", ".join(f"{k} {v}" for k, v in changes.items()) or "the base"
-        rows.append(
-            f"| {arm} ({change}) | {', '.join(map(str, s['errors']))} | "
-            f"{', '.join(f'{n:.4f}' for n in s['nll'])} | {s['average']} | {s['all_miss']} |"
-        )
+    y = next(iter(probs.values()))[1]
+    assert all(np.array_equal(y, labels) for _, labels in probs.values()), "arms split differently"
+    groups = {
+        f"{arm} ({', '.join(f'{k} {v}' for k, v in changes.items()) or 'the base'})": probs[arm][0]
+        for arm, (changes, _) in arms.items()
+    }
     if experiment["pairs"]:
         members = {f"{arm} {i + 1}": p for arm, (ps, _) in probs.items() for i, p in enumerate(ps)}
         for (a, pa), (b, pb) in itertools.combinations(members.items(), 2):
-            s = scores([pa, pb], y)
-            rows.append(
-                f"| pair: {a} + {b} | {', '.join(map(str, s['errors']))} | "
-                f"{', '.join(f'{n:.4f}' for n in s['nll'])} | {s['average']} | {s['all_miss']} |"
-            )
+            groups[f"pair: {a} + {b}"] = [pa, pb]
+    rows = []
+    for name, group in groups.items():
+        s = scores(group, y)
+        rows.append(
+            f"| {name} | {', '.join(map(str, s['errors']))} | "
+            f"{', '.join(f'{n:.4f}' for n in s['nll'])} | {s['average']} | {s['all_miss']} |"
+        )
     text = "\n".join(
         [
             f"## {experiment['title']}",

@@ -20,6 +20,8 @@ Experiments:
            Every arm's members are numbered from seed 0, so the arms' first members share
            their seed (batch order, augmentation draws), which can only make a pair of two
            shapes more alike than in a real run.
+  stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
+           preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
 
 Rerun with the same --workdir to resume. Replaces the experiment's section of BENCHMARKS.md.
 """
@@ -87,6 +89,12 @@ EXPERIMENTS: dict[str, dict] = {
             "same": ({"padding": "same"}, 1),
         },
         "pairs": True,
+    },
+    "stronger": {
+        "section": "stronger-ab",
+        "title": "Same padding against the preset's shape, two members each",
+        "arms": {"maxpool": ({}, 2), "same": ({"padding": "same"}, 2)},
+        "pairs": False,
     },
 }
 

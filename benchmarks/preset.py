@@ -110,13 +110,20 @@ def setup_of(result: dict) -> str:
     seeds = [m["seed"] for m in e["members"]]
     shared = ", seeds shared" if len(set(seeds)) < len(seeds) else ""
     budget = result.get("budget")
-    epochs = f"up to {budget['at_most']} (fit to time)" if budget else e["members"][0]["epochs"]
+    epochs = e["members"][0]["epochs"]
+    if budget:
+        # Since session 17 each member is sized when it starts, from what the ones before took.
+        each = " per member" if isinstance(budget["epochs"], dict) else ""
+        epochs = f"up to {budget['at_most']} (fit to time{each})"
     return f"{e['ensemble']['size']} x {epochs} epochs, space {result['space_sha256'][:7]}{shared}"
 
 
 def epochs_here(result: dict) -> str:
-    """The epochs a time-budgeted run's members got on its machine."""
-    return f" ({result['budget']['epochs']} here)" if result.get("budget") else ""
+    """The epochs a time-budgeted run's members got on its machine (one size, or each's)."""
+    if not result.get("budget"):
+        return ""
+    epochs = [m["epochs"] for m in result["evaluation"]["members"]]
+    return f" ({epochs[0] if len(set(epochs)) == 1 else ', '.join(map(str, epochs))} here)"
 
 
 def best_member(result: dict) -> float:

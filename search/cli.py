@@ -616,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=_duration,
         metavar="DURATION",
-        help="e.g. 20m, 1h: give every member as many epochs (at most --epochs) as fit",
+        help="e.g. 20m, 1h: size each member, as it starts, to the time left (at most --epochs)",
     )
 
     command(

@@ -9,9 +9,9 @@ members are named `..._ho` and kept apart from the others. Each member lives in
 A member with a manifest is finished and kept; an interrupted one resumes from its last epoch
 (Keras' BackupAndRestore keeps model and optimizer state in `backup/`).
 
-Given a time budget, the members' epochs are sized to fit it, from a few seconds of timed
-training steps of each configuration on this machine, and kept for the rest of the retraining
-(`retrain/budget.json`), so a resumed run trains on with the schedule it started.
+Given a time budget, each member's epochs are sized to the time left just before it starts:
+the first from a few seconds of timed training steps, the rest from what the members before
+them really took (`TimeBudget`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
 HOLD_OUT_SUFFIX = "_ho"
 BUDGET_FILE = "budget.json"
-# Epochs are planned for this share of the time left: the calibration samples a few seconds,
-# and a real fit adds tracing, checkpoints and logs to every epoch.
+# Until a member has trained, epochs are planned for this share of the time left: the
+# calibration samples a few seconds, and a real fit adds tracing, checkpoints and logs.
 BUDGET_MARGIN = 0.9
 
 
@@ -157,41 +157,75 @@ def mixed_calibration(members: list[Member]) -> str | None:
     )
 
 
-def fit_budget(
-    study: Study, members: list[Member], x: Any, y: Any, seconds: float, console: Console
-) -> list[Member]:
-    """`members` with as many epochs as fit in `seconds` (at most those planned), all alike.
+class TimeBudget:
+    """Sizes each member's epochs to the time left, just before the member starts.
 
-    Sized once: while any of the members has begun training, the recorded size is kept.
+    The first sizes come from a few seconds of timed training steps of each configuration;
+    a real fit runs slower (tracing, checkpoints, logs, and the 2-core VMs' speed swings:
+    quick seed 6 trained at 0.8x its calibration and overran 15 minutes). So every member
+    after the first is sized from the time the members before it really took. A member that
+    has begun keeps its epochs (its schedule depends on them): they are recorded in
+    `retrain/budget.json`, so a resumed run trains on with the schedule it started.
+
+    Args:
+        seconds: the time, from now, every unfinished member has to fit in.
+        x, y: the training images the members train on (calibration, epoch size).
     """
-    path = study.dir / "retrain" / BUDGET_FILE
-    if path.exists() and any(member_dir(study, m.name).exists() for m in members):
-        epochs = read_json(path)["epochs"]
-        console.print(f"Time budget: {epochs} epochs per member, as sized when retraining began")
-    else:
-        rates = {}
-        for m in members:
-            if m.trial_id not in rates:
-                rates[m.trial_id] = round(images_per_second(m.config, x, y), 1)
-        epoch_seconds = sum(len(y) / rates[m.trial_id] for m in members)
-        fits = int(BUDGET_MARGIN * seconds / epoch_seconds)
-        most = max(m.epochs for m in members)
-        epochs = max(1, min(fits, most))
-        sized = {
-            "seconds": round(seconds),
-            "at_most": most,
-            "epochs": epochs,
-            "images_per_s": rates,
-        }
-        write_atomic(path, json.dumps(sized, indent=1) + "\n")
-        console.print(
-            f"Time budget: {seconds / 60:.1f} min left for retraining; an epoch of all "
-            f"{len(members)} members takes about {epoch_seconds / 60:.1f} min here -> "
-            f"{epochs} epochs per member"
+
+    def __init__(self, study: Study, members: list[Member], x: Any, y: Any, seconds: float):
+        self.path = study.dir / "retrain" / BUDGET_FILE
+        self.deadline = time.monotonic() + seconds
+        self.images = len(y)
+        recorded = read_json(self.path) if self.path.exists() else {}
+        epochs = recorded.get("epochs", {})
+        # Retrainings begun before members were sized one by one recorded one size for all.
+        self.epochs: dict[str, int] = (
+            epochs if isinstance(epochs, dict) else {m.name: epochs for m in members}
         )
-        if fits < 1:
-            console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
-    return [replace(m, epochs=min(m.epochs, epochs)) for m in members]
+        self.rates: dict[str, float] = recorded.get("images_per_s", {})
+        for m in members:
+            if m.trial_id not in self.rates:
+                self.rates[m.trial_id] = round(images_per_second(m.config, x, y), 1)
+        self.record = {"seconds": round(seconds), "at_most": max(m.epochs for m in members)}
+        # Seconds trained in this process, and what the calibration said they would take.
+        self.taken = self.expected = 0.0
+
+    def slowdown(self) -> float:
+        """Measured time over calibrated time (before any measurement: 1 / BUDGET_MARGIN)."""
+        return self.taken / self.expected if self.expected else 1 / BUDGET_MARGIN
+
+    def epoch_seconds(self, members: list[Member]) -> float:
+        """Calibrated seconds of one epoch of every member in `members`."""
+        return sum(self.images / self.rates[m.trial_id] for m in members)
+
+    def size(self, member: Member, rest: list[Member], console: Console) -> Member:
+        """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
+        if member.name not in self.epochs:
+            left = self.deadline - time.monotonic()
+            per_epoch = self.epoch_seconds([member, *rest]) * self.slowdown()
+            fits = int(left / per_epoch)
+            self.epochs[member.name] = max(1, min(fits, member.epochs))
+            write_atomic(
+                self.path,
+                json.dumps(
+                    {**self.record, "images_per_s": self.rates, "epochs": self.epochs}, indent=1
+                )
+                + "\n",
+            )
+            console.print(
+                f"Time budget: {left / 60:.1f} min left for {1 + len(rest)} member(s); an "
+                f"epoch of them takes about {per_epoch / 60:.1f} min here "
+                f"({self.slowdown():.2f}x the calibrated time) -> "
+                f"{self.epochs[member.name]} epochs for {member.name}"
+            )
+            if fits < 1:
+                console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
+        return replace(member, epochs=self.epochs[member.name])
+
+    def trained(self, member: Member, epochs: int, seconds: float) -> None:
+        """Count `epochs` of `member` that took `seconds`, for the next members' sizes."""
+        self.taken += seconds
+        self.expected += epochs * self.epoch_seconds([member])
 
 
 def retrain(
@@ -199,7 +233,8 @@ def retrain(
 ) -> list[Path]:
     """Train every unfinished member; return the folders of all members.
 
-    With `time_budget` (seconds from now), the epochs are sized to fit it (`fit_budget`).
+    With `time_budget` (seconds from now), each member's epochs are sized to fit it
+    (`TimeBudget`).
     """
     warning = mixed_calibration(members)
     if warning:
@@ -211,23 +246,29 @@ def retrain(
         split = validation_split(study, dataset)
         x, y = split.x_train, split.y_train
         console.print(f"Holding out the study's {len(split.y_val):,} validation images")
-    if time_budget is not None:
-        members = fit_budget(study, members, x, y, time_budget, console)
     todo = [m for m in members if not (member_dir(study, m.name) / MANIFEST).exists()]
+    budget = (
+        TimeBudget(study, todo, x, y, time_budget) if todo and time_budget is not None else None
+    )
     console.print(
         f"Retraining {len(members)} members of study {study.name} on {len(y):,} images "
         f"({len(members) - len(todo)} already done)"
     )
     clock = {"start": time.monotonic(), "epochs": 0}
-    epochs_left = sum(m.epochs for m in todo)
     for i, member in enumerate(todo, 1):
+        if budget:
+            member = budget.size(member, todo[i:], console)
         label = f"[{i}/{len(todo)}] {member.name}"
         console.print(
             f"{label}: trial {member.trial_id} (val_accuracy {member.val_accuracy:.4f} "
             f"in the search), seed {member.seed}, {member.epochs} epochs"
         )
+        # The ETA assumes the members still to size get as many epochs as this one.
+        epochs_left = member.epochs + sum(min(m.epochs, member.epochs) for m in todo[i:])
+        before, started = clock["epochs"], time.monotonic()
         train_member(study, member, x, y, EpochProgress(console, label, epochs_left, clock))
-        epochs_left -= member.epochs
+        if budget:
+            budget.trained(member, clock["epochs"] - before, time.monotonic() - started)
     return [member_dir(study, m.name) for m in members]
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import keras
 import pytest
@@ -12,7 +13,7 @@ from search.retrain import (
     BUDGET_FILE,
     MANIFEST,
     Member,
-    fit_budget,
+    TimeBudget,
     member_dir,
     mixed_calibration,
     plan_members,
@@ -77,21 +78,28 @@ def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
     assert keras.saving.load_model(folder / "member.keras").name == "t0_s0"
 
 
-def test_a_time_budget_sizes_the_epochs_once(tmp_path):
+def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path):
     d = data.load()
     x, y = d.x_train[:512], d.y_train[:512]
     study = Study("s", tmp_path)
-    members = [smoke_member("a"), smoke_member("b")]
+    a, b = smoke_member("a"), replace(smoke_member("b"), epochs=10**6)
     out = io.StringIO()
-
-    def sized(seconds: float) -> list[int]:
-        return [m.epochs for m in fit_budget(study, members, x, y, seconds, Console(file=out))]
-
-    assert sized(3600) == [3, 3]  # room for more: the planned epochs cap them
+    console = Console(file=out)
+    budget = TimeBudget(study, [a, b], x, y, 3600)
+    assert budget.size(a, [b], console).epochs == 3  # room for more: its planned epochs cap it
+    # `a` took 10x its calibrated time: `b` is sized at that pace.
+    budget.trained(a, 3, 3 * budget.epoch_seconds([a]) * 10)
+    assert budget.slowdown() == pytest.approx(10)
+    sized = budget.size(b, [], console).epochs
+    assert sized == pytest.approx(3600 / (10 * budget.epoch_seconds([b])), rel=0.01)
     recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
-    assert recorded["epochs"] == 3 and recorded["images_per_s"]["0"] > 0
-    assert sized(0.01) == [1, 1]  # not even one epoch fits: one, with a warning
+    assert recorded["epochs"] == {"a": 3, "b": sized} and recorded["images_per_s"]["0"] > 0
+    # A resumed run keeps the epochs a member was sized to (its schedule depends on them),
+    # and a member that does not fit at all gets one epoch, with a warning.
+    again = TimeBudget(study, [b, smoke_member("c")], x, y, 0.01)
+    assert again.size(b, [], console).epochs == sized
+    assert again.size(smoke_member("c"), [], console).epochs == 1
     assert "not even one epoch fits" in out.getvalue()
-    # Once a member has begun, a resumed run keeps the size it began with.
-    member_dir(study, "a").mkdir(parents=True)
-    assert sized(3600) == [1, 1]
+    # Retrainings begun before members were sized one by one recorded one size for all.
+    (study.dir / "retrain" / BUDGET_FILE).write_text(json.dumps({"epochs": 2}))
+    assert TimeBudget(study, [b], x, y, 3600).size(b, [], console).epochs == 2

@@ -2,8 +2,8 @@
 
     python benchmarks/ab.py EXPERIMENT [--epochs 24] [--workdir DIR]
 
-Every arm is one fixed configuration of the full preset's space (spaces/full.toml: its first
-choice of every tunable value but the dense width, 256), with the arm's changes, trained by
+Every arm is one fixed configuration: BASE (spaces/full.toml's first choice of every tunable
+value but the dense width, 256) with the arm's changes, trained by
 the toolkit itself: a one-trial search fixes the study and its validation split (the same
 split in every arm), then `digits retrain --hold-out` trains the arm's members on the other
 55,000 images. Scored on the 5,000 validation images only (the test set is not read): each
@@ -20,6 +20,13 @@ Experiments:
            Every arm's members are numbered from seed 0, so the arms' first members share
            their seed (batch order, augmentation draws), which can only make a pair of two
            shapes more alike than in a real run.
+  schedule the quick preset's best configuration with its own schedule (the learning rate x 0.6
+           per epoch, no label smoothing) or the full preset's (warm-up and cosine decay over
+           the epochs trained, label smoothing 0.1); two members each. Run it at the quick
+           preset's epochs (--epochs 12): per-epoch decay leaves later epochs little to do.
+  longer   the preset's shape trained 40 epochs instead of --epochs (24): three members of
+           40 epochs take the time of five of 24; run in `shape`'s --workdir it reuses its
+           maxpool members.
   stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
            preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
 
@@ -47,16 +54,16 @@ description = "A/B: one configuration of the full preset, arm {arm}"
 [model]
 blocks = 2
 convs_per_block = 2
-filters_1 = 32
-filters_2 = 64
+filters_1 = {filters_1}
+filters_2 = {filters_2}
 kernel_size = 3
 padding = "{padding}"
 batch_norm = true
 downsample = "{downsample}"
-dropout_conv = 0.2
+dropout_conv = {dropout_conv}
 dense_layers = 1
-dense_units = 256
-dropout_dense = 0.4
+dense_units = {dense_units}
+dropout_dense = {dropout_dense}
 [augment]
 rotation = 10.0
 zoom = 0.1
@@ -64,15 +71,42 @@ translate = 0.1
 elastic = {elastic}
 [train]
 optimizer = "adam"
-learning_rate = 1e-3
-schedule = "cosine"
+learning_rate = {learning_rate}
+schedule = "{schedule}"
+decay_rate = {decay_rate}
 warmup_epochs = 1
-label_smoothing = 0.1
+label_smoothing = {label_smoothing}
 batch_size = 128
 epochs = 24
 """
-BASE = {"padding": "valid", "downsample": "maxpool", "elastic": 0.0}
+BASE = {
+    "filters_1": 32,
+    "filters_2": 64,
+    "padding": "valid",
+    "downsample": "maxpool",
+    "dropout_conv": 0.2,
+    "dense_units": 256,
+    "dropout_dense": 0.4,
+    "elastic": 0.0,
+    "learning_rate": 1e-3,
+    "schedule": "cosine",
+    "decay_rate": 0.9,  # exponential only
+    "label_smoothing": 0.1,
+}
+# The quick preset's best configuration in seed 6's search (spaces/quick.toml).
+QUICK = {
+    "filters_1": 24,
+    "filters_2": 48,
+    "dropout_conv": 0.1,
+    "dense_units": 128,
+    "dropout_dense": 0.3,
+    "learning_rate": 4e-3,
+    "schedule": "exponential",
+    "decay_rate": 0.6,
+    "label_smoothing": 0.0,
+}
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members.
+# A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
 EXPERIMENTS: dict[str, dict] = {
     "elastic": {
         "section": "augment-ab",
@@ -96,6 +130,21 @@ EXPERIMENTS: dict[str, dict] = {
         "arms": {"maxpool": ({}, 2), "same": ({"padding": "same"}, 2)},
         "pairs": False,
     },
+    "longer": {
+        "section": "longer-ab",
+        "title": "The preset's shape trained 24 or 40 epochs, two members each",
+        "arms": {"maxpool": ({}, 2), "long": ({"epochs": 40}, 2)},
+        "pairs": False,
+    },
+    "schedule": {
+        "section": "schedule-ab",
+        "title": "The quick preset's schedule against the full preset's",
+        "arms": {
+            "quick": (QUICK, 2),
+            "cosine": ({**QUICK, "schedule": "cosine", "label_smoothing": 0.1}, 2),
+        },
+        "pairs": False,
+    },
 }
 
 
@@ -114,7 +163,7 @@ def train_arm(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
             *search, "--max-trials", "1", "--max-epochs", "1", "--train-size", "2000", cwd=folder
         )
     retrain = ["retrain", "--study", arm, "--top", "1", "--seeds", str(members)]
-    digits(*retrain, "--epochs", str(epochs), "--hold-out", cwd=folder)
+    digits(*retrain, "--epochs", str(changes.get("epochs", epochs)), "--hold-out", cwd=folder)
 
 
 def validation_probs(arm: str, folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
@@ -183,9 +232,9 @@ def main() -> None:
             "",
             f"`python benchmarks/ab.py {args.experiment} --epochs {args.epochs}` on "
             f"{hardware()}, {time.strftime('%Y-%m-%d')} ({minutes:.0f} min this run). "
-            "Fixed configurations of the full preset's space, hold-out members trained "
-            f"{args.epochs} epochs each on 55,000 images; scored on the {len(y):,} validation "
-            "images (the test set is not read).",
+            "Fixed configurations (ab.py's BASE with each arm's changes), hold-out members "
+            f"trained {args.epochs} epochs each (unless the arm changes its epochs) on 55,000 "
+            f"images; scored on the {len(y):,} validation images (the test set is not read).",
             "",
             "| members | validation errors per member | mean NLL per member "
             "| errors of the average | missed by all |",

@@ -33,6 +33,7 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
     sum of its parts, each part's time kept in `<study>.parts.json` every few seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         study = f"{preset}-seed{seed}"
         timing = folder / f"{study}.parts.json"
         if (folder / "logs" / study).exists() and not resume:

@@ -222,6 +222,10 @@ class TimeBudget:
                 console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
         return replace(member, epochs=self.epochs[member.name])
 
+    def planned(self, member: Member, guess: int) -> int:
+        """`member`'s epochs if sized already, else `guess` (at most its own), for ETAs."""
+        return self.epochs.get(member.name, min(member.epochs, guess))
+
     def trained(self, member: Member, epochs: int, seconds: float) -> None:
         """Count `epochs` of `member` that took `seconds`, for the next members' sizes."""
         self.taken += seconds
@@ -263,8 +267,9 @@ def retrain(
             f"{label}: trial {member.trial_id} (val_accuracy {member.val_accuracy:.4f} "
             f"in the search), seed {member.seed}, {member.epochs} epochs"
         )
-        # The ETA assumes the members still to size get as many epochs as this one.
-        epochs_left = member.epochs + sum(min(m.epochs, member.epochs) for m in todo[i:])
+        # Under a budget, the ETA assumes members not yet sized get as many epochs as this one.
+        rest = [budget.planned(m, member.epochs) if budget else m.epochs for m in todo[i:]]
+        epochs_left = member.epochs + sum(rest)
         before, started = clock["epochs"], time.monotonic()
         train_member(study, member, x, y, EpochProgress(console, label, epochs_left, clock))
         if budget:

@@ -27,6 +27,9 @@ Experiments:
   longer   the preset's shape trained 40 epochs instead of --epochs (24): three members of
            40 epochs take the time of five of 24; run in `shape`'s --workdir it reuses its
            maxpool members.
+  longest  60 epochs against `longer`'s 40: does the trend go on? Three members of 60 epochs
+           would fill the full preset's 2 hours on the Intel VM's good minutes; run in
+           `shape`'s --workdir it reuses the 40-epoch members.
   stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
            preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
 
@@ -134,6 +137,12 @@ EXPERIMENTS: dict[str, dict] = {
         "section": "longer-ab",
         "title": "The preset's shape trained 24 or 40 epochs, two members each",
         "arms": {"maxpool": ({}, 2), "long": ({"epochs": 40}, 2)},
+        "pairs": False,
+    },
+    "longest": {
+        "section": "longest-ab",
+        "title": "The preset's shape trained 40 or 60 epochs, two members each",
+        "arms": {"long": ({"epochs": 40}, 2), "longest": ({"epochs": 60}, 2)},
         "pairs": False,
     },
     "schedule": {

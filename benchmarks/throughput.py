@@ -6,8 +6,10 @@ training split for the same epochs, with a validation pass after each, in this o
 alternating, `--repeats` times. Every epoch is timed end to end (from the end of the one
 before, so it carries its checkpoint and log writes); the first epoch of each run carries
 tracing and start-up and is left out, and the table gives the median of the other epochs
-with their range: this machine's speed drifts by more than the 5% the comparison is about,
-so one best-of-N figure can land either side (BENCHMARKS.md). The trial's epochs come from
+with their range, and each run's ratio to the plain `model.fit` run of its repeat. Plain
+`model.fit` on numpy arrays feeds itself through tf.data with autotuning on, so some of its
+epochs start with seconds of idle waiting (BENCHMARKS.md, "the two speeds"); the toolkit
+turns autotuning off. The trial's epochs come from
 its stats.json. The whole one-trial search (data, tuner, study, TensorBoard, the oracle's
 bookkeeping) is compared with a whole `model.fit` call, both with their start-up. The
 PyTorch model is translated layer by layer from the Keras one, and trained by a plain loop
@@ -263,9 +265,16 @@ def main() -> None:
     per_epoch = len(split.y_train)
     steady: dict[str, list[float]] = {}
     whole: dict[str, list[float]] = {"plain": [], "search": []}
+    # Each repeat's ratio to the plain run beside it: the machine's speed drifts between
+    # levels for minutes at a time, and a ratio of neighbours cancels most of that drift.
+    paired: dict[str, list[float]] = {}
 
-    def record(key: str, epoch_seconds: list[float]) -> None:
-        steady.setdefault(key, []).extend(per_epoch / s for s in epoch_seconds[1:])
+    def record(key: str, epoch_seconds: list[float], base: str | None = None) -> None:
+        rates = [per_epoch / s for s in epoch_seconds[1:]]
+        steady.setdefault(key, []).extend(rates)
+        if base is not None:  # the plain run just before, of the same length
+            ratio = statistics.median(rates) / statistics.median(steady[base][-len(rates) :])
+            paired.setdefault(key, []).append(ratio)
 
     with tempfile.TemporaryDirectory() as tmp:
         spaces, configs = {}, {}
@@ -279,14 +288,15 @@ def main() -> None:
         for repeat in range(args.repeats):  # alternate, so drift on the machine hits all alike
             for suffix, config in configs.items():
                 seconds, epochs = plain_fit(config, split, args.epochs)
-                record("plain" + suffix, epochs)
+                record("plain" + suffix, epochs, base="plain" if suffix else None)
                 searched, epochs = toolkit_trial(spaces[suffix], Path(tmp) / "logs", args.epochs)
-                record("trial" + suffix, epochs)
+                record("trial" + suffix, epochs, base="plain")
                 if not suffix:
                     whole["plain"].append(images / seconds)
                     whole["search"].append(images / searched)
+                    paired.setdefault("search", []).append(seconds / searched)
             if torch is not None:
-                record("torch", torch_fit(model, split, args.epochs, 128))
+                record("torch", torch_fit(model, split, args.epochs, 128), base="plain")
             print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     # Training costs about three forward passes: the forward, and two for the gradients.
     train_flops = 3 * forward_flops(model)
@@ -295,13 +305,17 @@ def main() -> None:
     feed = {"plain": pipeline_cpu_seconds(configs[""], split)}
     feed["aug"] = pipeline_cpu_seconds(augmented, split)
 
-    def row(name: str, key: str, runs: dict[str, list[float]] = steady, base: str = "plain") -> str:
+    def row(name: str, key: str, runs: dict[str, list[float]] = steady) -> str:
         if key not in runs:
-            return f"| {name} | not installed | | | |"
+            return f"| {name} | not installed | | | | |"
         mid = statistics.median(runs[key])
         spread = f"{min(runs[key]):,.0f}-{max(runs[key]):,.0f} ({len(runs[key])})"
-        ratio = mid / statistics.median(runs[base])
-        return f"| {name} | {mid:,.0f} | {spread} | {mid * train_flops / 1e9:.1f} | {ratio:.2f} |"
+        pairs = paired.get(key, [1.0])
+        ratio = f"{statistics.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
+        ratio = ratio if key in paired else "1.00"
+        pooled = mid / statistics.median(runs["plain"])
+        gflops = mid * train_flops / 1e9
+        return f"| {name} | {mid:,.0f} | {spread} | {gflops:.1f} | {ratio} | {pooled:.2f} |"
 
     version = f"PyTorch {torch.__version__}" if torch is not None else "PyTorch"
     rows = [
@@ -336,10 +350,14 @@ def main() -> None:
             f"validation pass after each, no augmentation; {args.repeats} runs of each, "
             "alternating in one process. Images/s: the median over every run's epochs after "
             "its first (which carries tracing), with their range and count; the last row "
-            "compares whole runs, start-up included.",
+            "compares whole runs, start-up included. Ratio to the plain run beside it: each "
+            "run's median divided by that of the plain `model.fit` run of the same repeat, "
+            "then the median over repeats (this machine's speed sits at one level for minutes "
+            "at a time, which neighbours share); ratio of the medians: over all runs pooled.",
             "",
-            "| run | images/s (median) | range (epochs) | GFLOP/s | ratio to plain Keras |",
-            "|---|---|---|---|---|",
+            "| run | images/s (median) | range (epochs) | GFLOP/s | ratio to the plain run "
+            "beside it (median of repeats, range) | ratio of the medians |",
+            "|---|---|---|---|---|---|",
             *rows,
             "",
             "The trial's input pipeline alone (`make_dataset`, one epoch, no model) costs "

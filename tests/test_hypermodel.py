@@ -89,6 +89,17 @@ def test_dataset_batches_float_pixels_and_one_hot_labels():
     np.testing.assert_array_equal(np.argmax(y, 1), d.y_test[:32])
 
 
+def test_datasets_run_without_tf_data_autotuning():
+    # Its tuning thread made every new epoch's iterator wait, idle (make_dataset).
+    d = load()
+    config = {"rotation": 10.0, "zoom": 0.1, "translate": 0.1, "shear": 0.0}
+    for ds in (
+        make_dataset(d.x_test[:64], d.y_test[:64], 32, config, seed=0),
+        make_dataset(d.x_test[:64], d.y_test[:64], 32),
+    ):
+        assert ds.options().autotune.enabled is False
+
+
 def test_exponential_schedule_decays_once_per_epoch():
     config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5}
     lr = learning_rate(config, steps=10, epochs=5)

@@ -27,26 +27,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import tensorflow as tf
-from throughput import SPACE, hardware, update_benchmarks
+from throughput import SPACE, EpochClock, hardware, update_benchmarks
 
 from search import data, space
 from search.hypermodel import compile_model, make_dataset, steps_per_epoch
 from search.model import build_model
 
-SLOW = 0.75  # an epoch below this share of its run's fastest counts as slow
-
-
-class Clock(keras.callbacks.Callback):
-    """Wall and process CPU seconds of each epoch."""
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.epochs: list[tuple[float, float]] = []
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        wall, cpu = time.perf_counter(), time.process_time()
-        self.epochs.append((wall - self.wall, cpu - self.cpu))
-        self.wall, self.cpu = wall, cpu
+SLOW = 0.75  # an epoch below this share of the fastest one measured counts as slow
 
 
 def autotuned(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -59,7 +46,7 @@ def run(way: str, config: dict, x, y, epochs: int) -> list[tuple[float, float]]:
     """(images/s, CPU use) of each epoch after the first."""
     model = build_model(config)
     compile_model(model, config, steps_per_epoch(len(x), config["batch_size"]), epochs)
-    clock = Clock()
+    clock = EpochClock()
     if way == "plain":
         labels = keras.utils.to_categorical(y, 10)
         fit = {"x": x, "y": labels, "batch_size": config["batch_size"]}
@@ -67,7 +54,8 @@ def run(way: str, config: dict, x, y, epochs: int) -> list[tuple[float, float]]:
         ds = make_dataset(x, y, config["batch_size"], config, seed=0)
         fit = {"x": autotuned(ds) if way == "autotuned" else ds, "shuffle": False}
     model.fit(**fit, epochs=epochs, callbacks=[clock], verbose=0)
-    return [(len(x) / wall, cpu / wall) for wall, cpu in clock.epochs[1:]]
+    epochs_timed = list(zip(clock.seconds, clock.cpu_seconds, strict=True))[1:]
+    return [(len(x) / wall, cpu / wall) for wall, cpu in epochs_timed]
 
 
 def main() -> None:
@@ -94,15 +82,15 @@ def main() -> None:
             epochs[way] += run(way, config, x, y, args.epochs)
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     fastest = max(rate for runs in epochs.values() for rate, _ in runs)
+
+    def use(group: list[float]) -> str:
+        return f"{statistics.median(group):.2f}" if group else "-"
+
     rows = []
     for way, name in ways.items():
         rates = [rate for rate, _ in epochs[way]]
-        slow = [use for rate, use in epochs[way] if rate < SLOW * fastest]
-        fast = [use for rate, use in epochs[way] if rate >= SLOW * fastest]
-
-        def use(group: list[float]) -> str:
-            return f"{statistics.median(group):.2f}" if group else "-"
-
+        slow = [cpu for rate, cpu in epochs[way] if rate < SLOW * fastest]
+        fast = [cpu for rate, cpu in epochs[way] if rate >= SLOW * fastest]
         rows.append(
             f"| {name} | {statistics.median(rates):,.0f} | {statistics.mean(rates):,.0f} | "
             f"{min(rates):,.0f}-{max(rates):,.0f} | {len(slow)} of {len(rates)} | "

@@ -68,16 +68,19 @@ PRECISIONS = {"float32": "", "mixed_bfloat16": "_bf16"}
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Each epoch's seconds, end to end, timed as the toolkit's trials time theirs."""
+    """Each epoch's seconds, end to end, timed as the toolkit's trials time theirs, and the
+    process CPU seconds it used (all threads)."""
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.seconds: list[float] = []
-        self.mark = time.perf_counter()
+        self.cpu_seconds: list[float] = []
+        self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.seconds.append(now - self.mark)
-        self.mark = now
+        self.cpu_seconds.append(cpu - self.cpu_mark)
+        self.mark, self.cpu_mark = now, cpu
 
 
 def plain_fit(config: dict, split: data.Split, epochs: int) -> tuple[float, list[float]]:
@@ -310,9 +313,12 @@ def main() -> None:
             return f"| {name} | not installed | | | | |"
         mid = statistics.median(runs[key])
         spread = f"{min(runs[key]):,.0f}-{max(runs[key]):,.0f} ({len(runs[key])})"
-        pairs = paired.get(key, [1.0])
-        ratio = f"{statistics.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
-        ratio = ratio if key in paired else "1.00"
+        pairs = paired.get(key)
+        ratio = (
+            f"{statistics.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
+            if pairs
+            else "1.00"
+        )
         pooled = mid / statistics.median(runs["plain"])
         gflops = mid * train_flops / 1e9
         return f"| {name} | {mid:,.0f} | {spread} | {gflops:.1f} | {ratio} | {pooled:.2f} |"

@@ -9,7 +9,9 @@ tracing and start-up and is left out, and the table gives the median of the othe
 with their range, and each run's ratio to the plain `model.fit` run of its repeat. Plain
 `model.fit` on numpy arrays feeds itself through tf.data with autotuning on, so some of its
 epochs start with seconds of idle waiting (BENCHMARKS.md, "the two speeds"); the toolkit
-turns autotuning off. The trial's epochs come from
+turns autotuning off. Plain `model.fit` uses Keras' own `BatchNormalization`; the trial the
+toolkit's `FusedBatchNormalization` (TensorFlow's fused kernel, same arithmetic), as every
+trial and retraining does. The trial's epochs come from
 its stats.json. The whole one-trial search (data, tuner, study, TensorBoard, the oracle's
 bookkeeping) is compared with a whole `model.fit` call, both with their start-up. The
 PyTorch model is translated layer by layer from the Keras one, and trained by a plain loop

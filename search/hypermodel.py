@@ -226,7 +226,7 @@ def images_per_second(config: dict[str, Any], x: np.ndarray, y: np.ndarray) -> f
     The same model, optimizer and input pipeline as a real fit; warm-up steps first, so
     tracing is not counted.
     """
-    model = build_model(config)
+    model = build_model(config, fused=True)
     batch = config["batch_size"]
     compile_model(model, config, steps=100, epochs=1)
     batches = iter(make_dataset(x, y, batch, config).repeat())
@@ -292,7 +292,9 @@ class DigitsHyperModel(kt.HyperModel):
             return None
         release_memory()
         try:
-            model = build_model(config)
+            # Trials save weights only (keras-tuner's checkpoints), which the standard layers
+            # read alike, so they train with the fused batch norm.
+            model = build_model(config, fused=True)
         except ValueError as e:
             raise kt.errors.FailedTrialError(f"cannot build this configuration: {e}") from None
         compile_model(

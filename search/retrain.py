@@ -284,7 +284,7 @@ def train_member(
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(member.seed)
     config = member.config
-    model = build_model(config, name=member.name)
+    model = build_model(config, name=member.name, fused=True)
     compile_model(model, config, steps_per_epoch(len(y), config["batch_size"]), member.epochs)
     started = time.monotonic()
     history = model.fit(
@@ -299,8 +299,11 @@ def train_member(
         verbose=0,
     )
     seconds = time.monotonic() - started
+    # Saved with standard layers only, so the file loads without this package.
+    saved = build_model(config, name=member.name)
+    saved.set_weights(model.get_weights())
     tmp = folder / f".{MODEL_FILE}.tmp.keras"
-    model.save(tmp)
+    saved.save(tmp)
     os.replace(tmp, folder / MODEL_FILE)
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     manifest = {

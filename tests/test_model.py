@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from search import space
 from search.data import load
-from search.model import build_model
+from search.model import FusedBatchNormalization, build_model
 
 
 def corner_config(s: space.Space, end: int) -> dict:
@@ -57,3 +59,22 @@ def test_layers_follow_the_configuration():
     assert [c.strides for c in convs] == [(1, 1), (2, 2), (1, 1), (2, 2)]
     assert sum("bn" in layer.name for layer in model.layers) == 5
     assert model.get_layer("dense1").units == 20
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 6, 3), (16, 5)])  # after a conv, after a dense
+def test_fused_batch_norm_trains_as_the_standard_layer(shape):
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, shape).astype("float32"))
+    runs = []
+    for layer in (keras.layers.BatchNormalization(), FusedBatchNormalization()):
+        layer.build(shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y**3)  # weighs the outputs unevenly
+        grads = tape.gradient(loss, [x, *layer.trainable_weights])
+        runs.append((y, *grads, *layer.non_trainable_weights, layer(x, training=False)))
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+    # outputs, gradients (input, gamma, beta), moving mean and variance, inference outputs
+    for standard, fused in zip(*runs, strict=True):
+        np.testing.assert_allclose(fused, standard, rtol=1e-4, atol=1e-4)

@@ -23,7 +23,7 @@ import numpy as np
 from keras import layers
 
 from search.data import IMAGE_SHAPE, Dataset
-from search.model import build_model
+from search.model import rebuild
 from search.retrain import finished_members, validation_split
 from search.study import Study, write_atomic
 
@@ -69,9 +69,7 @@ def build_ensemble(
 def in_float32(member: keras.Model, config: dict[str, Any]) -> keras.Model:
     """The member rebuilt in float32 with its own weights (kept in float32 by mixed precision):
     TFLite and most deployments want float32 ops, and inference costs little either way."""
-    twin = build_model({**config, "precision": "float32"}, name=member.name)
-    twin.set_weights(member.get_weights())
-    return twin
+    return rebuild(member, {**config, "precision": "float32"})
 
 
 def load_members(study: Study) -> tuple[list[dict[str, Any]], list[keras.Model]]:

@@ -4,7 +4,7 @@ The model takes raw pixels, uint8 or float in 0..255, shaped [N, 28, 28], and sc
 itself, so an exported model accepts images as they come. It uses standard Keras layers only,
 so it saves and loads without this package; a model built for training swaps in
 `FusedBatchNormalization`, the standard layer with a faster training pass, and is rebuilt with
-standard layers (`build_model` again, then `set_weights`) before it is saved.
+standard layers (`rebuild`) before it is saved.
 """
 
 from __future__ import annotations
@@ -74,6 +74,13 @@ def build_model(
         NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def rebuild(model: keras.Model, config: dict[str, Any]) -> keras.Model:
+    """`model`'s network built again from `config` (standard layers), holding its weights."""
+    twin = build_model(config, name=model.name)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 BN_MOMENTUM = 0.9  # Keras' 0.99 needs ~500 steps before its moving statistics can be used

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from search import data as data_mod
 from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
-from search.model import build_model
+from search.model import build_model, rebuild
 from search.study import Study, StudyError, read_json, write_atomic
 
 MANIFEST = "manifest.json"
@@ -300,10 +300,8 @@ def train_member(
     )
     seconds = time.monotonic() - started
     # Saved with standard layers only, so the file loads without this package.
-    saved = build_model(config, name=member.name)
-    saved.set_weights(model.get_weights())
     tmp = folder / f".{MODEL_FILE}.tmp.keras"
-    saved.save(tmp)
+    rebuild(model, config).save(tmp)
     os.replace(tmp, folder / MODEL_FILE)
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     manifest = {

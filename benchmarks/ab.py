@@ -30,6 +30,11 @@ Experiments:
   longest  60 epochs against `longer`'s 40: does the trend go on? Three members of 60 epochs
            would fill the full preset's 2 hours on the Intel VM's good minutes; run in
            `shape`'s --workdir it reuses the 40-epoch members.
+  wide     48/96 filters (about 2.2x the convolutions' FLOPs) against the preset's 32/64, both
+           40 epochs: are wider members better where longer ones stopped improving? Run in
+           `shape`'s --workdir it reuses the 40-epoch members.
+  pool     does a bigger ensemble err less? `long`'s, `longest`'s and `wide`'s members (run in
+           `shape`'s --workdir it trains nothing), each arm's pair and the average of all six.
   stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
            preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
 
@@ -108,7 +113,8 @@ QUICK = {
     "decay_rate": 0.6,
     "label_smoothing": 0.0,
 }
-# experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members.
+# experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
+# `pool`: also the average of every member of every arm.
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
 EXPERIMENTS: dict[str, dict] = {
     "elastic": {
@@ -144,6 +150,26 @@ EXPERIMENTS: dict[str, dict] = {
         "title": "The preset's shape trained 40 or 60 epochs, two members each",
         "arms": {"long": ({"epochs": 40}, 2), "longest": ({"epochs": 60}, 2)},
         "pairs": False,
+    },
+    "wide": {
+        "section": "wide-ab",
+        "title": "Wider blocks (48/96 filters) against the preset's shape, 40 epochs each",
+        "arms": {
+            "long": ({"epochs": 40}, 2),
+            "wide": ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2),
+        },
+        "pairs": False,
+    },
+    "pool": {
+        "section": "pool-ab",
+        "title": "More members: the 40-epoch and longer members of the A/Bs above, averaged",
+        "arms": {
+            "long": ({"epochs": 40}, 2),
+            "longest": ({"epochs": 60}, 2),
+            "wide": ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2),
+        },
+        "pairs": False,
+        "pool": True,
     },
     "schedule": {
         "section": "schedule-ab",
@@ -228,6 +254,9 @@ def main() -> None:
         members = {f"{arm} {i + 1}": p for arm, (ps, _) in probs.items() for i, p in enumerate(ps)}
         for (a, pa), (b, pb) in itertools.combinations(members.items(), 2):
             groups[f"pair: {a} + {b}"] = [pa, pb]
+    if experiment.get("pool"):
+        everyone = [p for ps, _ in probs.values() for p in ps]
+        groups[f"all {len(everyone)} members"] = everyone
     rows = []
     for name, group in groups.items():
         s = scores(group, y)

@@ -113,6 +113,11 @@ QUICK = {
     "decay_rate": 0.6,
     "label_smoothing": 0.0,
 }
+# Arms several experiments share: one definition each, so an experiment run in the same
+# --workdir finds the members another one trained (`pool` trains none of its own).
+LONG = ({"epochs": 40}, 2)
+LONGEST = ({"epochs": 60}, 2)
+WIDE = ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2)
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
 # `pool`: also the average of every member of every arm.
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
@@ -142,32 +147,25 @@ EXPERIMENTS: dict[str, dict] = {
     "longer": {
         "section": "longer-ab",
         "title": "The preset's shape trained 24 or 40 epochs, two members each",
-        "arms": {"maxpool": ({}, 2), "long": ({"epochs": 40}, 2)},
+        "arms": {"maxpool": ({}, 2), "long": LONG},
         "pairs": False,
     },
     "longest": {
         "section": "longest-ab",
         "title": "The preset's shape trained 40 or 60 epochs, two members each",
-        "arms": {"long": ({"epochs": 40}, 2), "longest": ({"epochs": 60}, 2)},
+        "arms": {"long": LONG, "longest": LONGEST},
         "pairs": False,
     },
     "wide": {
         "section": "wide-ab",
         "title": "Wider blocks (48/96 filters) against the preset's shape, 40 epochs each",
-        "arms": {
-            "long": ({"epochs": 40}, 2),
-            "wide": ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2),
-        },
+        "arms": {"long": LONG, "wide": WIDE},
         "pairs": False,
     },
     "pool": {
         "section": "pool-ab",
         "title": "More members: the 40-epoch and longer members of the A/Bs above, averaged",
-        "arms": {
-            "long": ({"epochs": 40}, 2),
-            "longest": ({"epochs": 60}, 2),
-            "wide": ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2),
-        },
+        "arms": {"long": LONG, "longest": LONGEST, "wide": WIDE},
         "pairs": False,
         "pool": True,
     },

@@ -58,9 +58,9 @@ PRESETS: dict[str, dict] = {
         "search": {"tuner": "random", "max_trials": 8, "max_epochs": 3, "train_size": 20000},
         # Members of 40 epochs: on the validation split two of them erred less than two of 24
         # (22 errors of 5,000 against 28; BENCHMARKS.md, longer); 60 or wider blocks did no
-        # better (longest, wide), six averaged better than any pair (19 against 22-24; pool).
-        # Three took 60 min on the Intel VM (seed 10), so five fill about 100 of the 120; a
-        # slower machine's budget shortens the later ones.
+        # better (longest, wide), six averaged better than any pair (19 against 22-25; pool).
+        # Five took 92 of the 120 min on the Intel VM (seed 11); a slower machine's budget
+        # shortens the later ones.
         "retrain": {"top": 5, "seeds": 1, "epochs": 40},
         "time_budget": 2 * 3600,
     },

@@ -12,6 +12,7 @@ from search import data, space
 from search.retrain import (
     BUDGET_FILE,
     MANIFEST,
+    EpochProgress,
     Member,
     TimeBudget,
     member_dir,
@@ -107,3 +108,16 @@ def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path
     # Retrainings begun before members were sized one by one recorded one size for all.
     (study.dir / "retrain" / BUDGET_FILE).write_text(json.dumps({"epochs": 2}))
     assert TimeBudget(study, [b], x, y, 3600).size(b, [], console).epochs == 2
+
+
+def test_the_epoch_line_says_which_members_its_eta_covers():
+    out = io.StringIO()
+    clock = {"start": 0.0, "epochs": 0}
+    lines = []
+    for after in (2, 0):
+        progress = EpochProgress(Console(file=out, width=200), "[1/3] a", 9, clock, after)
+        progress.set_params({"epochs": 3})
+        progress.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.9})
+        lines.append(out.getvalue().splitlines()[-1])
+    assert lines[0].endswith("(this member and 2 more)") and "epoch 1/3" in lines[0]
+    assert lines[1].endswith("(this member)")

@@ -33,8 +33,10 @@ Experiments:
   wide     48/96 filters (about 2.2x the convolutions' FLOPs) against the preset's 32/64, both
            40 epochs: are wider members better where longer ones stopped improving? Run in
            `shape`'s --workdir it reuses the 40-epoch members.
-  pool     does a bigger ensemble err less? `long`'s, `longest`'s and `wide`'s members (run in
-           `shape`'s --workdir it trains nothing), each arm's pair and the average of all six.
+  pool     does a bigger ensemble err less? `long`'s, `longest`'s, `wide`'s and `batch`'s
+           members (run in `shape`'s --workdir it trains nothing), each arm's pair and the
+           average of all eight; then the errors of the average of every k of them, for every
+           k, with and without test-time augmentation (one-pixel shifts, as `--tta` makes).
   sharp    no label smoothing against the preset's 0.1, both 40 epochs: smoothing pulls every
            member's top probability to about 0.9, so their average may add less than the
            members' own confidence would. Run in `shape`'s --workdir it reuses the 40-epoch
@@ -132,6 +134,7 @@ QUICK = {
 LONG = ({"epochs": 40}, 2)
 LONGEST = ({"epochs": 60}, 2)
 WIDE = ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2)
+BATCH256 = ({"batch_size": 256, "learning_rate": 2e-3, "epochs": 40}, 2)
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
 # `pool`: also the average of every member of every arm.
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
@@ -185,10 +188,7 @@ EXPERIMENTS: dict[str, dict] = {
     "batch": {
         "section": "batch-ab",
         "title": "Batches of 256 against 128, 40 epochs each",
-        "arms": {
-            "long": LONG,
-            "batch256": ({"batch_size": 256, "learning_rate": 2e-3, "epochs": 40}, 2),
-        },
+        "arms": {"long": LONG, "batch256": BATCH256},
         "pairs": False,
     },
     "sgd": {
@@ -206,7 +206,7 @@ EXPERIMENTS: dict[str, dict] = {
     "pool": {
         "section": "pool-ab",
         "title": "More members: the 40-epoch and longer members of the A/Bs above, averaged",
-        "arms": {"long": LONG, "longest": LONGEST, "wide": WIDE},
+        "arms": {"long": LONG, "longest": LONGEST, "wide": WIDE, "batch256": BATCH256},
         "pairs": False,
         "pool": True,
     },
@@ -240,16 +240,19 @@ def train_arm(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
     digits(*retrain, "--epochs", str(changes.get("epochs", epochs)), "--hold-out", cwd=folder)
 
 
-def validation_probs(arm: str, folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each member's probabilities on the arm's validation split, and its labels."""
-    from search.ensemble import load_members, predict
+def validation_probs(arm: str, folder: Path, tta: bool) -> tuple[list, list, np.ndarray]:
+    """Each member's probabilities on the arm's validation split, the same averaged over the
+    test-time views if `tta` (else none), and the split's labels."""
+    from search.ensemble import build_ensemble, load_members, predict
     from search.retrain import load_study_data, validation_split
     from search.study import Study
 
     study = Study(arm, folder / "logs")
     _, members = load_members(study)
     split = validation_split(study, load_study_data(study))
-    return [predict(m, split.x_val) for m in members], split.y_val
+    plain = [predict(m, split.x_val) for m in members]
+    views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in members] if tta else []
+    return plain, [predict(v, split.x_val) for v in views], split.y_val
 
 
 def scores(probs: list[np.ndarray], y: np.ndarray) -> dict:
@@ -267,6 +270,24 @@ def scores(probs: list[np.ndarray], y: np.ndarray) -> dict:
     }
 
 
+def size_table(plain: list[np.ndarray], shifted: list[np.ndarray], y: np.ndarray) -> list[str]:
+    """Errors of the average of every k of the members, for every k, without and with TTA."""
+    from search.ensemble import accuracy
+
+    rows = [
+        "| members averaged | subsets | errors of the average: mean (min-max) | with TTA |",
+        "|---|---|---|---|",
+    ]
+    for k in range(1, len(plain) + 1):
+        subsets = list(itertools.combinations(range(len(plain)), k))
+        cells = []
+        for probs in (plain, shifted):
+            errors = [accuracy(np.mean([probs[i] for i in c], axis=0), y)[1] for c in subsets]
+            cells.append(f"{np.mean(errors):.1f} ({min(errors)}-{max(errors)})")
+        rows.append(f"| {k} | {len(subsets)} | {' | '.join(cells)} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=EXPERIMENTS)
@@ -281,21 +302,26 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for arm, (changes, members) in arms.items():
             train_arm(arm, changes, members, folder, args.epochs)
-        probs = {arm: validation_probs(arm, folder) for arm in arms}
+        pool = experiment.get("pool", False)
+        outputs = {arm: validation_probs(arm, folder, tta=pool) for arm in arms}
     minutes = (time.perf_counter() - started) / 60
-    y = next(iter(probs.values()))[1]
-    assert all(np.array_equal(y, labels) for _, labels in probs.values()), "arms split differently"
+    y = next(iter(outputs.values()))[2]
+    assert all(np.array_equal(y, out[2]) for out in outputs.values()), "arms split differently"
+    probs = {arm: out[0] for arm, out in outputs.items()}
     groups = {
-        f"{arm} ({', '.join(f'{k} {v}' for k, v in changes.items()) or 'the base'})": probs[arm][0]
+        f"{arm} ({', '.join(f'{k} {v}' for k, v in changes.items()) or 'the base'})": probs[arm]
         for arm, (changes, _) in arms.items()
     }
     if experiment["pairs"]:
-        members = {f"{arm} {i + 1}": p for arm, (ps, _) in probs.items() for i, p in enumerate(ps)}
+        members = {f"{arm} {i + 1}": p for arm, ps in probs.items() for i, p in enumerate(ps)}
         for (a, pa), (b, pb) in itertools.combinations(members.items(), 2):
             groups[f"pair: {a} + {b}"] = [pa, pb]
-    if experiment.get("pool"):
-        everyone = [p for ps, _ in probs.values() for p in ps]
+    sizes = []
+    if pool:
+        everyone = [p for ps in probs.values() for p in ps]
         groups[f"all {len(everyone)} members"] = everyone
+        shifted = [q for out in outputs.values() for q in out[1]]
+        sizes = ["", *size_table(everyone, shifted, y)]
     rows = []
     for name, group in groups.items():
         s = scores(group, y)
@@ -317,6 +343,7 @@ def main() -> None:
             "| errors of the average | missed by all |",
             "|---|---|---|---|---|",
             *rows,
+            *sizes,
         ]
     )
     print(text)

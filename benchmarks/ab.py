@@ -13,6 +13,9 @@ the errors of each arm's probability average and the images all its members miss
 Experiments:
   elastic  affine augmentation alone, or with Simard's elastic distortion on top (alpha 34,
            sigma 4); two members per arm.
+  elastic40 a weaker elastic field (alpha 16) on top of the affine augmentation, at 40
+           epochs in batches of 256, against `batch`'s members: does elastic distortion pay
+           once members train long enough to fit it? Run in `shape`'s --workdir it reuses them.
   shape    are members of different shapes less alike than members of one? Two members of
            the full preset's shape (2x2 convs, max pooling, valid padding), one with strided
            convolutions in place of the pooling, one with same padding; then the average of
@@ -143,6 +146,12 @@ EXPERIMENTS: dict[str, dict] = {
         "section": "augment-ab",
         "title": "Elastic distortion: A/B on the validation split",
         "arms": {"affine": ({}, 2), "elastic": ({"elastic": 34.0}, 2)},
+        "pairs": False,
+    },
+    "elastic40": {
+        "section": "elastic40-ab",
+        "title": "A weaker elastic field (alpha 16) at 40 epochs, batches of 256",
+        "arms": {"batch256": BATCH256, "elastic16": ({**BATCH256[0], "elastic": 16.0}, 2)},
         "pairs": False,
     },
     "shape": {

@@ -139,7 +139,7 @@ LONGEST = ({"epochs": 60}, 2)
 WIDE = ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2)
 BATCH256 = ({"batch_size": 256, "learning_rate": 2e-3, "epochs": 40}, 2)
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
-# `pool`: also the average of every member of every arm.
+# `pool`: also the average of every member of every arm, and of every k of them (with TTA).
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
 EXPERIMENTS: dict[str, dict] = {
     "elastic": {

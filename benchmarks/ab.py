@@ -16,6 +16,10 @@ Experiments:
   elastic40 a weaker elastic field (alpha 16) on top of the affine augmentation, at 40
            epochs in batches of 256, against `batch`'s members: does elastic distortion pay
            once members train long enough to fit it? Run in `shape`'s --workdir it reuses them.
+  reference the published 15-CNN ensemble's block (three convs, the last one strided, in
+           place of two convs and a max pool; dropout 0.4 after each block) at 40 epochs in
+           batches of 256 (about 0.94x the images a second), against `batch`'s members; a
+           3x3 strided conv where the reference has 5x5. Run in `shape`'s --workdir.
   shape    are members of different shapes less alike than members of one? Two members of
            the full preset's shape (2x2 convs, max pooling, valid padding), one with strided
            convolutions in place of the pooling, one with same padding; then the average of
@@ -76,7 +80,7 @@ SPACE = """
 description = "A/B: one configuration of the full preset, arm {arm}"
 [model]
 blocks = 2
-convs_per_block = 2
+convs_per_block = {convs_per_block}
 filters_1 = {filters_1}
 filters_2 = {filters_2}
 kernel_size = 3
@@ -104,6 +108,7 @@ batch_size = {batch_size}
 epochs = 24
 """
 BASE = {
+    "convs_per_block": 2,
     "filters_1": 32,
     "filters_2": 64,
     "padding": "valid",
@@ -152,6 +157,18 @@ EXPERIMENTS: dict[str, dict] = {
         "section": "elastic40-ab",
         "title": "A weaker elastic field (alpha 16) at 40 epochs, batches of 256",
         "arms": {"batch256": BATCH256, "elastic16": ({**BATCH256[0], "elastic": 16.0}, 2)},
+        "pairs": False,
+    },
+    "reference": {
+        "section": "reference-ab",
+        "title": "The published reference's block (three convs, the last strided) at 40 epochs",
+        "arms": {
+            "batch256": BATCH256,
+            "reference": (
+                {**BATCH256[0], "convs_per_block": 3, "downsample": "strided", "dropout_conv": 0.4},
+                2,
+            ),
+        },
         "pairs": False,
     },
     "shape": {

@@ -138,11 +138,12 @@ QUICK = {
     "label_smoothing": 0.0,
 }
 # Arms several experiments share: one definition each, so an experiment run in the same
-# --workdir finds the members another one trained (`pool` trains none of its own).
+# --workdir finds the members another one trained (`pool` trains none of its own). Arms
+# compared with one of them build on it, so the change named is the only difference.
 LONG = ({"epochs": 40}, 2)
 LONGEST = ({"epochs": 60}, 2)
-WIDE = ({"filters_1": 48, "filters_2": 96, "epochs": 40}, 2)
-BATCH256 = ({"batch_size": 256, "learning_rate": 2e-3, "epochs": 40}, 2)
+WIDE = ({"filters_1": 48, "filters_2": 96, **LONG[0]}, 2)
+BATCH256 = ({"batch_size": 256, "learning_rate": 2e-3, **LONG[0]}, 2)
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
 # `pool`: also the average of every member of every arm, and of every k of them (with TTA).
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
@@ -208,7 +209,7 @@ EXPERIMENTS: dict[str, dict] = {
     "sharp": {
         "section": "sharp-ab",
         "title": "No label smoothing against the preset's 0.1, 40 epochs each",
-        "arms": {"long": LONG, "sharp": ({"label_smoothing": 0.0, "epochs": 40}, 2)},
+        "arms": {"long": LONG, "sharp": ({"label_smoothing": 0.0, **LONG[0]}, 2)},
         "pairs": False,
     },
     "batch": {
@@ -223,7 +224,7 @@ EXPERIMENTS: dict[str, dict] = {
         "arms": {
             "long": LONG,
             "sgd": (
-                {"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 5e-4, "epochs": 40},
+                {"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 5e-4, **LONG[0]},
                 2,
             ),
         },

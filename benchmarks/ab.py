@@ -10,16 +10,9 @@ split in every arm), then `digits retrain --hold-out` trains the arm's members o
 member's errors and mean negative log-likelihood (less noisy than errors at this accuracy),
 the errors of each arm's probability average and the images all its members miss.
 
-Experiments:
-  elastic  affine augmentation alone, or with Simard's elastic distortion on top (alpha 34,
-           sigma 4); two members per arm.
-  elastic40 a weaker elastic field (alpha 16) on top of the affine augmentation, at 40
-           epochs in batches of 256, against `batch`'s members: does elastic distortion pay
-           once members train long enough to fit it? Run in `shape`'s --workdir it reuses them.
-  reference the published 15-CNN ensemble's block (three convs, the last one strided, in
-           place of two convs and a max pool; dropout 0.4 after each block) at 40 epochs in
-           batches of 256 (about 0.94x the images a second), against `batch`'s members; a
-           3x3 strided conv where the reference has 5x5. Run in `shape`'s --workdir.
+Experiments, by what they change:
+
+ Shape of the members:
   shape    are members of different shapes less alike than members of one? Two members of
            the full preset's shape (2x2 convs, max pooling, valid padding), one with strided
            convolutions in place of the pooling, one with same padding; then the average of
@@ -27,23 +20,31 @@ Experiments:
            Every arm's members are numbered from seed 0, so the arms' first members share
            their seed (batch order, augmentation draws), which can only make a pair of two
            shapes more alike than in a real run.
-  schedule the quick preset's best configuration with its own schedule (the learning rate x 0.6
-           per epoch, no label smoothing) or the full preset's (warm-up and cosine decay over
-           the epochs trained, label smoothing 0.1); two members each. Run it at the quick
-           preset's epochs (--epochs 12): per-epoch decay leaves later epochs little to do.
+  stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
+           preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
+  wide     48/96 filters (about 2.2x the convolutions' FLOPs) against the preset's 32/64, both
+           40 epochs: are wider members better where longer ones stopped improving? Run in
+           `shape`'s --workdir it reuses the 40-epoch members.
+  reference the published 15-CNN ensemble's block (three convs, the last one strided, in
+           place of two convs and a max pool; dropout 0.4 after each block) at 40 epochs in
+           batches of 256 (about 0.94x the images a second), against `batch`'s members; a
+           3x3 strided conv where the reference has 5x5. Then every pair of the four
+           members: do two families err less together than two members of one? Run in
+           `shape`'s --workdir.
+
+ How long they train:
   longer   the preset's shape trained 40 epochs instead of --epochs (24): three members of
            40 epochs take the time of five of 24; run in `shape`'s --workdir it reuses its
            maxpool members.
   longest  60 epochs against `longer`'s 40: does the trend go on? Three members of 60 epochs
            would fill the full preset's 2 hours on the Intel VM's good minutes; run in
            `shape`'s --workdir it reuses the 40-epoch members.
-  wide     48/96 filters (about 2.2x the convolutions' FLOPs) against the preset's 32/64, both
-           40 epochs: are wider members better where longer ones stopped improving? Run in
-           `shape`'s --workdir it reuses the 40-epoch members.
-  pool     does a bigger ensemble err less? `long`'s, `longest`'s, `wide`'s and `batch`'s
-           members (run in `shape`'s --workdir it trains nothing), each arm's pair and the
-           average of all eight; then the errors of the average of every k of them, for every
-           k, with and without test-time augmentation (one-pixel shifts, as `--tta` makes).
+
+ The training signal:
+  schedule the quick preset's best configuration with its own schedule (the learning rate x 0.6
+           per epoch, no label smoothing) or the full preset's (warm-up and cosine decay over
+           the epochs trained, label smoothing 0.1); two members each. Run it at the quick
+           preset's epochs (--epochs 12): per-epoch decay leaves later epochs little to do.
   sharp    no label smoothing against the preset's 0.1, both 40 epochs: smoothing pulls every
            member's top probability to about 0.9, so their average may add less than the
            members' own confidence would. Run in `shape`'s --workdir it reuses the 40-epoch
@@ -54,8 +55,23 @@ Experiments:
   sgd      SGD with Nesterov momentum 0.9 (learning rate 0.05, weight decay 5e-4, the same
            warm-up and cosine decay: a one-cycle shape) against Adam, both 40 epochs; the
            write-up trained with SGD. Run in `shape`'s --workdir it reuses the 40-epoch members.
-  stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
-           preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
+
+ Augmentation:
+  elastic  affine augmentation alone, or with Simard's elastic distortion on top (alpha 34,
+           sigma 4); two members per arm.
+  elastic40 a weaker elastic field (alpha 16) on top of the affine augmentation, at 40
+           epochs in batches of 256, against `batch`'s members: does elastic distortion pay
+           once members train long enough to fit it? Run in `shape`'s --workdir it reuses them.
+
+ The ensemble:
+  pool     does a bigger ensemble err less? `long`'s, `longest`'s, `wide`'s and `batch`'s
+           members (run in `shape`'s --workdir it trains nothing), each arm's pair and the
+           average of all eight; then the errors of the average of every k of them, for every
+           k, with and without test-time augmentation (one-pixel shifts, as `--tta` makes).
+  hard     which validation images do the 40-epoch members all miss? Every member of the
+           eight 40-epoch arms above (trains nothing in `shape`'s --workdir): how many images
+           how many of them miss, and a picture of those their average misses
+           (benchmarks/results/hard-validation.png).
 
 Rerun with the same --workdir to resume. Replaces the experiment's section of BENCHMARKS.md.
 """
@@ -70,6 +86,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -144,6 +161,14 @@ LONG = ({"epochs": 40}, 2)
 LONGEST = ({"epochs": 60}, 2)
 WIDE = ({"filters_1": 48, "filters_2": 96, **LONG[0]}, 2)
 BATCH256 = ({"batch_size": 256, "learning_rate": 2e-3, **LONG[0]}, 2)
+SHARP = ({"label_smoothing": 0.0, **LONG[0]}, 2)
+SGD = ({"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 5e-4, **LONG[0]}, 2)
+ELASTIC16 = ({**BATCH256[0], "elastic": 16.0}, 2)
+REFERENCE = (
+    {**BATCH256[0], "convs_per_block": 3, "downsample": "strided", "dropout_conv": 0.4},
+    2,
+)
+HARD_PICTURE = Path(__file__).parent / "results" / "hard-validation.png"
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
 # `pool`: also the average of every member of every arm, and of every k of them (with TTA).
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
@@ -157,20 +182,14 @@ EXPERIMENTS: dict[str, dict] = {
     "elastic40": {
         "section": "elastic40-ab",
         "title": "A weaker elastic field (alpha 16) at 40 epochs, batches of 256",
-        "arms": {"batch256": BATCH256, "elastic16": ({**BATCH256[0], "elastic": 16.0}, 2)},
+        "arms": {"batch256": BATCH256, "elastic16": ELASTIC16},
         "pairs": False,
     },
     "reference": {
         "section": "reference-ab",
         "title": "The published reference's block (three convs, the last strided) at 40 epochs",
-        "arms": {
-            "batch256": BATCH256,
-            "reference": (
-                {**BATCH256[0], "convs_per_block": 3, "downsample": "strided", "dropout_conv": 0.4},
-                2,
-            ),
-        },
-        "pairs": False,
+        "arms": {"batch256": BATCH256, "reference": REFERENCE},
+        "pairs": True,
     },
     "shape": {
         "section": "shape-ab",
@@ -209,7 +228,7 @@ EXPERIMENTS: dict[str, dict] = {
     "sharp": {
         "section": "sharp-ab",
         "title": "No label smoothing against the preset's 0.1, 40 epochs each",
-        "arms": {"long": LONG, "sharp": ({"label_smoothing": 0.0, **LONG[0]}, 2)},
+        "arms": {"long": LONG, "sharp": SHARP},
         "pairs": False,
     },
     "batch": {
@@ -221,13 +240,7 @@ EXPERIMENTS: dict[str, dict] = {
     "sgd": {
         "section": "sgd-ab",
         "title": "SGD with Nesterov momentum against Adam, 40 epochs each",
-        "arms": {
-            "long": LONG,
-            "sgd": (
-                {"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 5e-4, **LONG[0]},
-                2,
-            ),
-        },
+        "arms": {"long": LONG, "sgd": SGD},
         "pairs": False,
     },
     "pool": {
@@ -236,6 +249,22 @@ EXPERIMENTS: dict[str, dict] = {
         "arms": {"long": LONG, "longest": LONGEST, "wide": WIDE, "batch256": BATCH256},
         "pairs": False,
         "pool": True,
+    },
+    "hard": {
+        "section": "hard-ab",
+        "title": "The validation images every 40-epoch member misses",
+        "arms": {
+            "long": LONG,
+            "longest": LONGEST,
+            "wide": WIDE,
+            "batch256": BATCH256,
+            "sharp": SHARP,
+            "sgd": SGD,
+            "elastic16": ELASTIC16,
+            "reference": REFERENCE,
+        },
+        "pairs": False,
+        "hard": True,
     },
     "schedule": {
         "section": "schedule-ab",
@@ -267,9 +296,16 @@ def train_arm(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
     digits(*retrain, "--epochs", str(changes.get("epochs", epochs)), "--hold-out", cwd=folder)
 
 
-def validation_probs(arm: str, folder: Path, tta: bool) -> tuple[list, list, np.ndarray]:
-    """Each member's probabilities on the arm's validation split, the same averaged over the
-    test-time views if `tta` (else none), and the split's labels."""
+class ArmProbs(NamedTuple):
+    """An arm's members scored on its validation split."""
+
+    plain: list[np.ndarray]  # each member's probabilities
+    shifted: list[np.ndarray]  # each member's averaged over the TTA views (empty unless asked)
+    x: np.ndarray  # the split's images
+    y: np.ndarray  # the split's labels
+
+
+def validation_probs(arm: str, folder: Path, tta: bool) -> ArmProbs:
     from search.ensemble import build_ensemble, load_members, predict
     from search.retrain import load_study_data, validation_split
     from search.study import Study
@@ -279,7 +315,7 @@ def validation_probs(arm: str, folder: Path, tta: bool) -> tuple[list, list, np.
     split = validation_split(study, load_study_data(study))
     plain = [predict(m, split.x_val) for m in members]
     views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in members] if tta else []
-    return plain, [predict(v, split.x_val) for v in views], split.y_val
+    return ArmProbs(plain, [predict(v, split.x_val) for v in views], split.x_val, split.y_val)
 
 
 def scores(probs: list[np.ndarray], y: np.ndarray) -> dict:
@@ -315,6 +351,29 @@ def size_table(plain: list[np.ndarray], shifted: list[np.ndarray], y: np.ndarray
     return rows
 
 
+def hard_images(members: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[str]:
+    """How many validation images how many of the members miss, and a picture of those the
+    average of them all misses (drawn as `digits report` draws the test set's)."""
+    from search.report import plot_misclassified
+
+    missed = np.sum([p.argmax(axis=1) != y for p in members], axis=0)
+    n = len(members)
+    title = f"Validation images the average of {n} members misses"
+    shown = plot_misclassified(x, y, np.mean(members, axis=0), HARD_PICTURE, title)
+    return [
+        "",
+        "| missed by at least | validation images |",
+        "|---|---|",
+        *(
+            f"| {k} of the {n} members | {int((missed >= k).sum())} |"
+            for k in (n, n - 2, n // 2, 1)
+        ),
+        "",
+        f"![{title}](benchmarks/results/{HARD_PICTURE.name}) ({shown} images: true→predicted, "
+        "the average's confidence)",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=EXPERIMENTS)
@@ -332,9 +391,9 @@ def main() -> None:
         pool = experiment.get("pool", False)
         outputs = {arm: validation_probs(arm, folder, tta=pool) for arm in arms}
     minutes = (time.perf_counter() - started) / 60
-    y = next(iter(outputs.values()))[2]
-    assert all(np.array_equal(y, out[2]) for out in outputs.values()), "arms split differently"
-    probs = {arm: out[0] for arm, out in outputs.items()}
+    y = next(iter(outputs.values())).y
+    assert all(np.array_equal(y, out.y) for out in outputs.values()), "arms split differently"
+    probs = {arm: out.plain for arm, out in outputs.items()}
     groups = {
         f"{arm} ({', '.join(f'{k} {v}' for k, v in changes.items()) or 'the base'})": probs[arm]
         for arm, (changes, _) in arms.items()
@@ -344,10 +403,14 @@ def main() -> None:
         for (a, pa), (b, pb) in itertools.combinations(members.items(), 2):
             groups[f"pair: {a} + {b}"] = [pa, pb]
     sizes = []
+    if experiment.get("hard"):
+        everyone = [p for ps in probs.values() for p in ps]
+        groups[f"all {len(everyone)} members"] = everyone
+        sizes = hard_images(everyone, next(iter(outputs.values())).x, y)
     if pool:
         everyone = [p for ps in probs.values() for p in ps]
         groups[f"all {len(everyone)} members"] = everyone
-        shifted = [q for out in outputs.values() for q in out[1]]
+        shifted = [q for out in outputs.values() for q in out.shifted]
         sizes = ["", *size_table(everyone, shifted, y)]
     rows = []
     for name, group in groups.items():

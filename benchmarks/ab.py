@@ -170,7 +170,8 @@ REFERENCE = (
 )
 HARD_PICTURE = Path(__file__).parent / "results" / "hard-validation.png"
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
-# `pool`: also the average of every member of every arm, and of every k of them (with TTA).
+# `pool`: also the average of every member of every arm, and of every k of them (with TTA);
+# `hard`: also the average of every member, and the images the members miss (a picture).
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
 EXPERIMENTS: dict[str, dict] = {
     "elastic": {
@@ -403,15 +404,15 @@ def main() -> None:
         for (a, pa), (b, pb) in itertools.combinations(members.items(), 2):
             groups[f"pair: {a} + {b}"] = [pa, pb]
     sizes = []
-    if experiment.get("hard"):
+    hard = experiment.get("hard", False)
+    if pool or hard:
         everyone = [p for ps in probs.values() for p in ps]
         groups[f"all {len(everyone)} members"] = everyone
-        sizes = hard_images(everyone, next(iter(outputs.values())).x, y)
     if pool:
-        everyone = [p for ps in probs.values() for p in ps]
-        groups[f"all {len(everyone)} members"] = everyone
         shifted = [q for out in outputs.values() for q in out.shifted]
         sizes = ["", *size_table(everyone, shifted, y)]
+    if hard:
+        sizes = hard_images(everyone, next(iter(outputs.values())).x, y)
     rows = []
     for name, group in groups.items():
         s = scores(group, y)

@@ -68,6 +68,10 @@ Experiments, by what they change:
            members (run in `shape`'s --workdir it trains nothing), each arm's pair and the
            average of all eight; then the errors of the average of every k of them, for every
            k, with and without test-time augmentation (one-pixel shifts, as `--tta` makes).
+  seeds    how far apart do members of one configuration land? Six members of `long`'s (40
+           epochs; run in `shape`'s --workdir it trains four more): the spread of their
+           errors says how many members an arm needs to see a change of a given size, and
+           the errors of the average of every k of them, with and without TTA.
   hard     which validation images do the 40-epoch members all miss? Every member of the
            eight 40-epoch arms above (trains nothing in `shape`'s --workdir): how many images
            how many of them miss, and a picture of those their average misses
@@ -168,10 +172,13 @@ REFERENCE = (
     {**BATCH256[0], "convs_per_block": 3, "downsample": "strided", "dropout_conv": 0.4},
     2,
 )
+LONG6 = (LONG[0], 6)  # the same study as LONG: its first two members are LONG's
 HARD_PICTURE = Path(__file__).parent / "results" / "hard-validation.png"
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
 # `pool`: also the average of every member of every arm, and of every k of them (with TTA);
-# `hard`: also the average of every member, and the images the members miss (a picture).
+# `hard`: also the average of every member, and the images the members miss (a picture);
+# `spread`: also the mean and standard deviation of the members' errors.
+# An arm uses its study's first `members` members by seed, so arms of one name share them.
 # A change of `epochs` trains that arm's members for as many epochs instead of --epochs.
 EXPERIMENTS: dict[str, dict] = {
     "elastic": {
@@ -251,6 +258,14 @@ EXPERIMENTS: dict[str, dict] = {
         "pairs": False,
         "pool": True,
     },
+    "seeds": {
+        "section": "seeds-ab",
+        "title": "Six members of one configuration: how far apart seeds land",
+        "arms": {"long": LONG6},
+        "pairs": False,
+        "pool": True,
+        "spread": True,
+    },
     "hard": {
         "section": "hard-ab",
         "title": "The validation images every 40-epoch member misses",
@@ -306,16 +321,18 @@ class ArmProbs(NamedTuple):
     y: np.ndarray  # the split's labels
 
 
-def validation_probs(arm: str, folder: Path, tta: bool) -> ArmProbs:
+def validation_probs(arm: str, folder: Path, members: int, tta: bool) -> ArmProbs:
     from search.ensemble import build_ensemble, load_members, predict
     from search.retrain import load_study_data, validation_split
     from search.study import Study
 
     study = Study(arm, folder / "logs")
-    _, members = load_members(study)
+    manifests, models = load_members(study)
+    by_seed = sorted(zip(manifests, models, strict=True), key=lambda mm: mm[0]["seed"])
+    chosen = [model for _, model in by_seed[:members]]
     split = validation_split(study, load_study_data(study))
-    plain = [predict(m, split.x_val) for m in members]
-    views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in members] if tta else []
+    plain = [predict(m, split.x_val) for m in chosen]
+    views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in chosen] if tta else []
     return ArmProbs(plain, [predict(v, split.x_val) for v in views], split.x_val, split.y_val)
 
 
@@ -390,7 +407,7 @@ def main() -> None:
         for arm, (changes, members) in arms.items():
             train_arm(arm, changes, members, folder, args.epochs)
         pool = experiment.get("pool", False)
-        outputs = {arm: validation_probs(arm, folder, tta=pool) for arm in arms}
+        outputs = {arm: validation_probs(arm, folder, n, tta=pool) for arm, (_, n) in arms.items()}
     minutes = (time.perf_counter() - started) / 60
     y = next(iter(outputs.values())).y
     assert all(np.array_equal(y, out.y) for out in outputs.values()), "arms split differently"
@@ -403,16 +420,23 @@ def main() -> None:
         members = {f"{arm} {i + 1}": p for arm, ps in probs.items() for i, p in enumerate(ps)}
         for (a, pa), (b, pb) in itertools.combinations(members.items(), 2):
             groups[f"pair: {a} + {b}"] = [pa, pb]
-    sizes = []
+    below = []  # lines under the table
     hard = experiment.get("hard", False)
-    if pool or hard:
-        everyone = [p for ps in probs.values() for p in ps]
+    everyone = [p for ps in probs.values() for p in ps]
+    if (pool or hard) and len(arms) > 1:
         groups[f"all {len(everyone)} members"] = everyone
     if pool:
         shifted = [q for out in outputs.values() for q in out.shifted]
-        sizes = ["", *size_table(everyone, shifted, y)]
+        below = ["", *size_table(everyone, shifted, y)]
     if hard:
-        sizes = hard_images(everyone, next(iter(outputs.values())).x, y)
+        below = hard_images(everyone, next(iter(outputs.values())).x, y)
+    if experiment.get("spread", False):
+        errors = scores(everyone, y)["errors"]
+        below += [
+            "",
+            f"Validation errors per member: mean {np.mean(errors):.1f}, standard deviation "
+            f"{np.std(errors, ddof=1):.1f} over {len(errors)} seeds.",
+        ]
     rows = []
     for name, group in groups.items():
         s = scores(group, y)
@@ -434,7 +458,7 @@ def main() -> None:
             "| errors of the average | missed by all |",
             "|---|---|---|---|---|",
             *rows,
-            *sizes,
+            *below,
         ]
     )
     print(text)

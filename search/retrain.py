@@ -318,9 +318,11 @@ def train_member(
 
 
 def finished_members(study: Study) -> list[tuple[dict[str, Any], Path]]:
-    """(manifest, model path) of every finished member, by name."""
+    """(manifest, model path) of every finished member, in the order `plan_members` plans
+    them: by seed, which numbers members by their trial's rank (names sort t0_s10 before
+    t0_s2)."""
     found = []
-    for manifest in sorted((study.dir / "retrain").glob(f"*/{MANIFEST}")):
+    for manifest in (study.dir / "retrain").glob(f"*/{MANIFEST}"):
         model = manifest.parent / MODEL_FILE
         if not model.exists():
             raise StudyError(f"{model}: missing; delete {manifest.parent} and retrain")
@@ -332,4 +334,4 @@ def finished_members(study: Study) -> list[tuple[dict[str, Any], Path]]:
             f"{study.dir / 'retrain'}: members trained with and without --hold-out (names "
             f"ending {HOLD_OUT_SUFFIX}) do not make one ensemble; delete one kind"
         )
-    return found
+    return sorted(found, key=lambda item: item[0]["seed"])

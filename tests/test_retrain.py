@@ -12,9 +12,11 @@ from search import data, space
 from search.retrain import (
     BUDGET_FILE,
     MANIFEST,
+    MODEL_FILE,
     EpochProgress,
     Member,
     TimeBudget,
+    finished_members,
     member_dir,
     mixed_calibration,
     plan_members,
@@ -50,6 +52,17 @@ def test_every_member_has_a_seed_of_its_own(finished_study):
     assert [m.trial_id for m in members[::2]] == [m.trial_id for m in members[1::2]]
     # A larger --top keeps the names, hence the trained members, of a smaller one.
     assert plan_members(study, top=2, seeds=2, epochs=1) == members[:4]
+
+
+def test_finished_members_come_in_plan_order_not_name_order(tmp_path):
+    study = Study("s", tmp_path)
+    for seed in (10, 2, 0):  # by name: t0_s0, t0_s10, t0_s2
+        member = replace(smoke_member(f"t0_s{seed}"), seed=seed)
+        folder = member_dir(study, member.name)
+        folder.mkdir(parents=True)
+        (folder / MODEL_FILE).write_bytes(b"")
+        (folder / MANIFEST).write_text(json.dumps({"name": member.name, "seed": seed}))
+    assert [m["seed"] for m, _ in finished_members(study)] == [0, 2, 10]
 
 
 def test_members_of_mixed_label_smoothing_are_flagged():

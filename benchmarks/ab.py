@@ -21,24 +21,22 @@ Experiments, by what they change:
            their seed (batch order, augmentation draws), which can only make a pair of two
            shapes more alike than in a real run.
   stronger same padding (the best member of `shape`, 1.75x the time per epoch) against the
-           preset's shape, two members each; run in `shape`'s --workdir it reuses its members.
+           preset's shape, two members each; it reuses `shape`'s members.
   wide     48/96 filters (about 2.2x the convolutions' FLOPs) against the preset's 32/64, both
-           40 epochs: are wider members better where longer ones stopped improving? Run in
-           `shape`'s --workdir it reuses the 40-epoch members.
+           40 epochs: are wider members better where longer ones stopped improving? It
+           reuses the 40-epoch members.
   reference the published 15-CNN ensemble's block (three convs, the last one strided, in
            place of two convs and a max pool; dropout 0.4 after each block) at 40 epochs in
            batches of 256 (about 0.94x the images a second), against `batch`'s members; a
            3x3 strided conv where the reference has 5x5. Then every pair of the four
-           members: do two families err less together than two members of one? Run in
-           `shape`'s --workdir.
+           members: do two families err less together than two members of one?
 
  How long they train:
   longer   the preset's shape trained 40 epochs instead of --epochs (24): three members of
-           40 epochs take the time of five of 24; run in `shape`'s --workdir it reuses its
-           maxpool members.
+           40 epochs take the time of five of 24; it reuses `shape`'s maxpool members.
   longest  60 epochs against `longer`'s 40: does the trend go on? Three members of 60 epochs
-           would fill the full preset's 2 hours on the Intel VM's good minutes; run in
-           `shape`'s --workdir it reuses the 40-epoch members.
+           would fill the full preset's 2 hours on the Intel VM's good minutes; it reuses
+           the 40-epoch members.
 
  The training signal:
   schedule the quick preset's best configuration with its own schedule (the learning rate x 0.6
@@ -47,51 +45,54 @@ Experiments, by what they change:
            preset's epochs (--epochs 12): per-epoch decay leaves later epochs little to do.
   sharp    no label smoothing against the preset's 0.1, both 40 epochs: smoothing pulls every
            member's top probability to about 0.9, so their average may add less than the
-           members' own confidence would. Run in `shape`'s --workdir it reuses the 40-epoch
-           members.
+           members' own confidence would. It reuses the 40-epoch members.
   batch    batches of 256 (learning rate 2e-3) against 128 (1e-3), both 40 epochs: 1.10x the
-           images a second in a probe by hand; worth it if it costs no accuracy. Run in
-           `shape`'s --workdir it reuses the 40-epoch members.
+           images a second in a probe by hand; worth it if it costs no accuracy. It reuses
+           the 40-epoch members.
   sgd      SGD with Nesterov momentum 0.9 (learning rate 0.05, weight decay 5e-4, the same
            warm-up and cosine decay: a one-cycle shape) against Adam, both 40 epochs; the
-           write-up trained with SGD. Run in `shape`'s --workdir it reuses the 40-epoch members.
+           write-up trained with SGD. It reuses the 40-epoch members.
 
  Augmentation:
   elastic  affine augmentation alone, or with Simard's elastic distortion on top (alpha 34,
            sigma 4); two members per arm.
   elastic40 a weaker elastic field (alpha 16) on top of the affine augmentation, at 40
            epochs in batches of 256, against `batch`'s members: does elastic distortion pay
-           once members train long enough to fit it? Run in `shape`'s --workdir it reuses them.
+           once members train long enough to fit it? It reuses them.
 
  The ensemble:
   pool     does a bigger ensemble err less? `long`'s, `longest`'s, `wide`'s and `batch`'s
-           members (run in `shape`'s --workdir it trains nothing), each arm's pair and the
-           average of all eight; then the errors of the average of every k of them, for every
-           k, with and without test-time augmentation (one-pixel shifts, as `--tta` makes).
+           members (no arm of its own), each arm's pair and the average of all eight; then
+           the errors of the average of every k of them, for every k, with and without
+           test-time augmentation (one-pixel shifts, as `--tta` makes).
   seeds    how far apart do members of one configuration land? Six members of `long`'s (40
-           epochs; run in `shape`'s --workdir it trains four more): the spread of their
-           errors says how many members an arm needs to see a change of a given size, and
-           the errors of the average of every k of them, with and without TTA.
+           epochs): the spread of their errors says how many members an arm needs to see a
+           change of a given size, and the errors of the average of every k of them, with
+           and without TTA.
   anneal   do members that are not annealed to zero err apart more? Six members with the
            published reference's schedule (the learning rate x0.95 per epoch from 1e-3, so
            0.13x at the end of 40 epochs) against `seeds`' six of cosine decay to zero: each
            arm's spread and the errors of the average of every k of its members. The
            reference's 15 members gain about 10 test errors over one; ours, 3-4 over five.
-           Run in `shape`'s --workdir it trains only the six new members.
   batch6   `batch` again with six members per arm: do batches of 256 (1.12x the images a
            second) cost nothing, at the resolution a new full setup's three seeds would
-           deserve? Run in `shape`'s --workdir it trains four more members of `batch256`.
+           deserve?
   hard     which validation images do the 40-epoch members all miss? Every member of the
-           eight 40-epoch arms above (trains nothing in `shape`'s --workdir): how many images
-           how many of them miss, and a picture of those their average misses
+           eight 40-epoch arms above (no arm of its own): how many images how many of them
+           miss, and a picture of those their average misses
            (benchmarks/results/hard-validation.png).
 
-Rerun with the same --workdir to resume. Replaces the experiment's section of BENCHMARKS.md.
+Each member's validation probabilities are kept in benchmarks/results/ab/ARM.npz (commit
+them: study folders and models do not outlive a session), and a member found there is never
+trained again, so an arm grows across sessions and machines, and arms of one name share their
+members (within one experiment and across them). A member interrupted mid-training resumes
+with the same --workdir. Replaces the experiment's section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import os
 import subprocess
@@ -99,12 +100,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 from throughput import hardware, update_benchmarks
+
+if TYPE_CHECKING:
+    from search.study import Study
 
 SPACE = """
 description = "A/B: one configuration of the full preset, arm {arm}"
@@ -167,8 +171,8 @@ QUICK = {
     "decay_rate": 0.6,
     "label_smoothing": 0.0,
 }
-# Arms several experiments share: one definition each, so an experiment run in the same
-# --workdir finds the members another one trained (`pool` trains none of its own). Arms
+# Arms several experiments share: one definition each, so an experiment finds the members
+# another one trained in the store (`pool` trains none of its own). Arms
 # compared with one of them build on it, so the change named is the only difference.
 LONG = ({"epochs": 40}, 2)
 LONGEST = ({"epochs": 60}, 2)
@@ -186,6 +190,7 @@ BATCH6 = (BATCH256[0], 6)  # the same study as BATCH256
 # The published reference's schedule: x0.95 per epoch from 1e-3, not annealed to zero.
 DECAY6 = ({"schedule": "exponential", "decay_rate": 0.95, **LONG[0]}, 6)
 HARD_PICTURE = Path(__file__).parent / "results" / "hard-validation.png"
+STORE = Path(__file__).parent / "results" / "ab"  # every arm's members, scored (Store)
 # experiment -> arm -> (changes to BASE, members); `pairs`: also score every pair of members;
 # `pool`: also the average of every member of every arm, and of every k of them (with TTA);
 # `hard`: also the average of every member, and the images the members miss (a picture);
@@ -327,9 +332,11 @@ def digits(*args: str, cwd: Path) -> None:
     subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, check=True)
 
 
-def train_arm(arm: str, changes: dict, members: int, folder: Path, epochs: int) -> None:
-    """The arm's study (a one-trial, one-epoch search on 2,000 images: it only fixes the
-    configuration and the validation split) and its hold-out members; both resume."""
+def arm_study(arm: str, changes: dict, folder: Path) -> Study:
+    """The arm's study in `folder`: a one-trial, one-epoch search on 2,000 images, which only
+    fixes the configuration and the validation split (the same in every arm); resumes."""
+    from search.study import Study
+
     space = folder / f"{arm}.toml"
     space.write_text(SPACE.format(arm=arm, **{**BASE, **changes}))
     if not (folder / "logs" / arm / "tuner" / "oracle.json").exists():
@@ -337,31 +344,106 @@ def train_arm(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
         digits(
             *search, "--max-trials", "1", "--max-epochs", "1", "--train-size", "2000", cwd=folder
         )
-    retrain = ["retrain", "--study", arm, "--top", "1", "--seeds", str(members)]
-    digits(*retrain, "--epochs", str(changes.get("epochs", epochs)), "--hold-out", cwd=folder)
+    return Study(arm, folder / "logs")
 
 
 class ArmProbs(NamedTuple):
     """An arm's members scored on its validation split."""
 
     plain: list[np.ndarray]  # each member's probabilities
-    shifted: list[np.ndarray]  # each member's averaged over the TTA views (empty unless asked)
+    shifted: list[np.ndarray]  # each member's averaged over the TTA views
     x: np.ndarray  # the split's images
     y: np.ndarray  # the split's labels
+    cpus: dict[str, list[int]]  # CPU -> the seeds of the members trained on it
 
 
-def validation_probs(arm: str, folder: Path, members: int, tta: bool) -> ArmProbs:
+class Store:
+    """An arm's members on its validation split, kept in STORE/ARM.npz: the one result of a
+    member's hour that a session can commit (models and study folders do not outlive it).
+
+    Keyed by the arm's configuration and epochs; a stored member is never trained again, so
+    an arm grows across sessions and machines. Probabilities in float16, plain and with TTA
+    (about 180 KB a member, compressed).
+    """
+
+    COLUMNS = ("plain", "shifted", "cpu")  # per member: its probabilities, with TTA, its CPU
+
+    def __init__(self, arm: str, changes: dict, epochs: int, y: np.ndarray):
+        text = SPACE.format(arm=arm, **{**BASE, **changes}) + f"epochs: {epochs}"
+        self.key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.labels = hashlib.sha256(y.astype(np.int64).tobytes()).hexdigest()[:16]
+        self.path = STORE / f"{arm}.npz"
+        self.members: dict[int, dict] = {}
+        if not self.path.exists():
+            return
+        with np.load(self.path) as f:
+            for field, what, mine in (
+                ("key", "configuration", self.key),
+                ("labels", "validation split", self.labels),
+            ):
+                if str(f[field]) != mine:
+                    raise SystemExit(
+                        f"{self.path}: stored for another {what} ({f[field]}, this run "
+                        f"{mine}); delete it or give the arm a new name"
+                    )
+            for i, seed in enumerate(f["seeds"]):
+                self.members[int(seed)] = {k: f[k][i] for k in self.COLUMNS}
+
+    def add(self, seed: int, plain: np.ndarray, shifted: np.ndarray) -> None:
+        """Keep one member's probabilities (written at once, atomically)."""
+        self.members[seed] = {
+            "plain": plain.astype(np.float16),
+            "shifted": shifted.astype(np.float16),
+            "cpu": hardware(),
+        }
+        seeds = sorted(self.members)
+        columns = {k: np.array([self.members[s][k] for s in seeds]) for k in self.COLUMNS}
+        STORE.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, key=self.key, labels=self.labels, seeds=seeds, **columns)
+        os.replace(tmp, self.path)
+
+
+def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) -> ArmProbs:
+    """The arm's first `members` members by seed: from the store, or trained here (hold-out,
+    in `folder`, resumable) and stored one by one."""
+    from rich.console import Console
+
     from search.ensemble import build_ensemble, load_member, predict
-    from search.retrain import finished_members, load_study_data, validation_split
-    from search.study import Study
+    from search.retrain import (
+        MANIFEST,
+        MODEL_FILE,
+        load_study_data,
+        member_dir,
+        plan_members,
+        retrain,
+        validation_split,
+    )
+    from search.study import read_json
 
-    study = Study(arm, folder / "logs")
-    # Only the arm's members loaded: a study's first members by seed.
-    chosen = [load_member(manifest, path) for manifest, path in finished_members(study)[:members]]
+    study = arm_study(arm, changes, folder)
     split = validation_split(study, load_study_data(study))
-    plain = [predict(m, split.x_val) for m in chosen]
-    views = [build_ensemble([m], tta=True, name=f"{m.name}_tta") for m in chosen] if tta else []
-    return ArmProbs(plain, [predict(v, split.x_val) for v in views], split.x_val, split.y_val)
+    epochs = changes.get("epochs", epochs)
+    store = Store(arm, changes, epochs, split.y_val)
+    planned = plan_members(study, 1, members, epochs, hold_out=True)
+    for member in planned:
+        if member.seed in store.members:
+            continue
+        with study.lock():
+            retrain(study, [member], Console())
+        trained = member_dir(study, member.name)
+        model = load_member(read_json(trained / MANIFEST), trained / MODEL_FILE)
+        views = build_ensemble([model], tta=True, name=f"{model.name}_tta")
+        store.add(member.seed, predict(model, split.x_val), predict(views, split.x_val))
+    seeds = [member.seed for member in planned]
+    cpus: dict[str, list[int]] = {}
+    for seed in seeds:
+        cpus.setdefault(str(store.members[seed]["cpu"]), []).append(seed)
+    plain, shifted = (
+        [store.members[seed][view].astype(np.float32) for seed in seeds]
+        for view in ("plain", "shifted")
+    )
+    return ArmProbs(plain, shifted, split.x_val, split.y_val, cpus)
 
 
 def scores(probs: list[np.ndarray], y: np.ndarray) -> dict:
@@ -441,10 +523,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.workdir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for arm, (changes, members) in arms.items():
-            train_arm(arm, changes, members, folder, args.epochs)
-        pool = experiment.get("pool", False)
-        outputs = {arm: validation_probs(arm, folder, n, tta=pool) for arm, (_, n) in arms.items()}
+        outputs = {
+            arm: arm_probs(arm, changes, n, folder, args.epochs)
+            for arm, (changes, n) in arms.items()
+        }
+    pool = experiment.get("pool", False)
     minutes = (time.perf_counter() - started) / 60
     y = next(iter(outputs.values())).y
     assert all(np.array_equal(y, out.y) for out in outputs.values()), "arms split differently"
@@ -486,6 +569,11 @@ def main() -> None:
             f"| {name} | {', '.join(map(str, s['errors']))} | "
             f"{', '.join(f'{n:.4f}' for n in s['nll'])} | {s['average']} | {s['all_miss']} |"
         )
+    where = "; ".join(
+        f"{arm} seeds {', '.join(map(str, seeds))} on {cpu}"
+        for arm, out in outputs.items()
+        for cpu, seeds in out.cpus.items()
+    )
     text = "\n".join(
         [
             f"## {experiment['title']}",
@@ -494,7 +582,8 @@ def main() -> None:
             f"{hardware()}, {time.strftime('%Y-%m-%d')} ({minutes:.0f} min this run). "
             "Fixed configurations (ab.py's BASE with each arm's changes), hold-out members "
             f"trained {args.epochs} epochs each (unless the arm changes its epochs) on 55,000 "
-            f"images; scored on the {len(y):,} validation images (the test set is not read).",
+            f"images; scored on the {len(y):,} validation images (the test set is not read). "
+            f"Members trained (kept in benchmarks/results/ab/, each trained once): {where}.",
             "",
             "| members | validation errors per member | mean NLL per member "
             "| errors of the average | missed by all |",

@@ -172,8 +172,9 @@ QUICK = {
     "label_smoothing": 0.0,
 }
 # Arms several experiments share: one definition each, so an experiment finds the members
-# another one trained in the store (`pool` trains none of its own). Arms
-# compared with one of them build on it, so the change named is the only difference.
+# another one trained in the store (`pool` and `hard` have no arm of their own: they train
+# only members missing from the arms they borrow). Arms compared with one of them build on
+# it, so the change named is the only difference.
 LONG = ({"epochs": 40}, 2)
 LONGEST = ({"epochs": 60}, 2)
 WIDE = ({"filters_1": 48, "filters_2": 96, **LONG[0]}, 2)
@@ -332,13 +333,14 @@ def digits(*args: str, cwd: Path) -> None:
     subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, check=True)
 
 
-def arm_study(arm: str, changes: dict, folder: Path) -> Study:
-    """The arm's study in `folder`: a one-trial, one-epoch search on 2,000 images, which only
-    fixes the configuration and the validation split (the same in every arm); resumes."""
+def arm_study(arm: str, text: str, folder: Path) -> Study:
+    """The arm's study in `folder` for its space `text`: a one-trial, one-epoch search on
+    2,000 images, which only fixes the configuration and the validation split (the same in
+    every arm); resumes."""
     from search.study import Study
 
     space = folder / f"{arm}.toml"
-    space.write_text(SPACE.format(arm=arm, **{**BASE, **changes}))
+    space.write_text(text)
     if not (folder / "logs" / arm / "tuner" / "oracle.json").exists():
         search = ["search", "--space", str(space), "--study", arm, "--tuner", "random"]
         digits(
@@ -361,16 +363,16 @@ class Store:
     """An arm's members on its validation split, kept in STORE/ARM.npz: the one result of a
     member's hour that a session can commit (models and study folders do not outlive it).
 
-    Keyed by the arm's configuration and epochs; a stored member is never trained again, so
-    an arm grows across sessions and machines. Probabilities in float16, plain and with TTA
-    (about 180 KB a member, compressed).
+    Keyed by the arm's space text (as its study searched it) and epochs; a stored member is
+    never trained again, so an arm grows across sessions and machines. Probabilities in
+    float16, plain and with TTA (about 180 KB a member, compressed).
     """
 
     COLUMNS = ("plain", "shifted", "cpu")  # per member: its probabilities, with TTA, its CPU
 
-    def __init__(self, arm: str, changes: dict, epochs: int, y: np.ndarray):
-        text = SPACE.format(arm=arm, **{**BASE, **changes}) + f"epochs: {epochs}"
-        self.key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    def __init__(self, arm: str, text: str, epochs: int, y: np.ndarray):
+        key = f"{text}epochs: {epochs}"
+        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.labels = hashlib.sha256(y.astype(np.int64).tobytes()).hexdigest()[:16]
         self.path = STORE / f"{arm}.npz"
         self.members: dict[int, dict] = {}
@@ -421,10 +423,11 @@ def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
     )
     from search.study import read_json
 
-    study = arm_study(arm, changes, folder)
+    text = SPACE.format(arm=arm, **{**BASE, **changes})
+    study = arm_study(arm, text, folder)
     split = validation_split(study, load_study_data(study))
     epochs = changes.get("epochs", epochs)
-    store = Store(arm, changes, epochs, split.y_val)
+    store = Store(arm, text, epochs, split.y_val)
     planned = plan_members(study, 1, members, epochs, hold_out=True)
     for member in planned:
         if member.seed in store.members:

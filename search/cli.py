@@ -191,7 +191,9 @@ def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
     from search.retrain import plan_members, retrain
 
     with study.lock():
-        members = plan_members(study, args.top, args.seeds, args.epochs, args.hold_out)
+        members = plan_members(
+            study, args.top, args.seeds, args.epochs, args.hold_out, args.subsample
+        )
         retrain(study, members, console, args.time_budget)
     return 0
 
@@ -621,6 +623,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="e.g. 20m, 1h: size each member, as it starts, to the time left (at most --epochs)",
     )
+    p.add_argument(
+        "--subsample",
+        type=_share,
+        default=1.0,
+        metavar="SHARE",
+        help="each member trains on its own stratified draw of this share of the images, "
+        "e.g. 0.9 (default: all of them)",
+    )
 
     command(
         "ensemble",
@@ -729,6 +739,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {value}")
     return value
 
 

@@ -7,7 +7,9 @@ what retrained members do (ensemble size, test-time augmentation) without the te
 members are named `..._ho` and kept apart from the others. Each member lives in
 `logs/<study>/retrain/<member>/`: TensorBoard curves, `member.keras` and `manifest.json`.
 A member with a manifest is finished and kept; an interrupted one resumes from its last epoch
-(Keras' BackupAndRestore keeps model and optimizer state in `backup/`).
+(Keras' BackupAndRestore keeps model and optimizer state in `backup/`). With `subsample`,
+each member trains on its own stratified share of those images, drawn with its seed
+(named `..._subNN`), as the published 15-CNN ensemble's members each drew their own 90%.
 
 Given a time budget, each member's epochs are sized to the time left just before it starts:
 the first from a few seconds of timed training steps, the rest from what the members before
@@ -34,6 +36,7 @@ from search.study import Study, StudyError, read_json, write_atomic
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
 HOLD_OUT_SUFFIX = "_ho"
+SUBSAMPLE_SUFFIX = "_sub{:.0f}"  # the percentage of the training images a member draws
 BUDGET_FILE = "budget.json"
 # Until a member has trained, epochs are planned for this share of the time left: the
 # calibration samples a few seconds, and a real fit adds tracing, checkpoints and logs.
@@ -52,6 +55,7 @@ class Member:
     best_epoch: int  # the epoch at which the trial peaked in the search
     config: dict[str, Any]
     hold_out: bool = False  # trained without the study's validation split
+    subsample: float = 1.0  # share of the training images it draws (stratified, by its seed)
 
 
 def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
@@ -64,7 +68,12 @@ def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
 
 
 def plan_members(
-    study: Study, top: int, seeds: int, epochs: int | None, hold_out: bool = False
+    study: Study,
+    top: int,
+    seeds: int,
+    epochs: int | None,
+    hold_out: bool = False,
+    subsample: float = 1.0,
 ) -> list[Member]:
     """Members for the `top` trials x `seeds` seeds, every member with a seed of its own.
 
@@ -75,6 +84,11 @@ def plan_members(
     members = []
     # Seeds differ between studies run with different --seed, so repeated runs are independent.
     base = 1000 * int(study.read().get("seed", 0))
+    # Named apart: a member drawn from a share of the images is another member than the
+    # same trial and seed trained on all of them, and must not pass for it when resuming.
+    suffix = (SUBSAMPLE_SUFFIX.format(100 * subsample) if subsample < 1 else "") + (
+        HOLD_OUT_SUFFIX if hold_out else ""
+    )
     for rank, trial in enumerate(best_trials(study, top)):
         values = trial["hyperparameters"]["values"]
         config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
@@ -87,7 +101,7 @@ def plan_members(
         for seed in range(start, start + seeds):
             members.append(
                 Member(
-                    name=f"t{trial['trial_id']}_s{seed}{HOLD_OUT_SUFFIX if hold_out else ''}",
+                    name=f"t{trial['trial_id']}_s{seed}{suffix}",
                     trial_id=trial["trial_id"],
                     seed=seed,
                     epochs=epochs or best_epoch,
@@ -95,6 +109,7 @@ def plan_members(
                     best_epoch=best_epoch,
                     config=config,
                     hold_out=hold_out,
+                    subsample=subsample,
                 )
             )
     return members
@@ -198,7 +213,7 @@ class TimeBudget:
 
     def epoch_seconds(self, members: list[Member]) -> float:
         """Calibrated seconds of one epoch of every member in `members`."""
-        return sum(self.images / self.rates[m.trial_id] for m in members)
+        return sum(self.images * m.subsample / self.rates[m.trial_id] for m in members)
 
     def size(self, member: Member, rest: list[Member], console: Console) -> Member:
         """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
@@ -268,6 +283,7 @@ def retrain(
         console.print(
             f"{label}: trial {member.trial_id} (val_accuracy {member.val_accuracy:.4f} "
             f"in the search), seed {member.seed}, {member.epochs} epochs"
+            + (f", on {member.subsample:.0%} of the images" if member.subsample < 1 else "")
         )
         # Under a budget, the ETA assumes members not yet sized get as many epochs as this one.
         rest = [budget.planned(m, member.epochs) if budget else m.epochs for m in todo[i:]]
@@ -283,8 +299,12 @@ def retrain(
 def train_member(
     study: Study, member: Member, x: Any, y: Any, progress: keras.callbacks.Callback
 ) -> None:
+    """Train `member` on `x`, `y` (its own share of them, if it subsamples) and save it."""
     folder = member_dir(study, member.name)
     folder.mkdir(parents=True, exist_ok=True)
+    if member.subsample < 1:
+        drawn, _ = data_mod.stratified_indices(y, round(member.subsample * len(y)), member.seed)
+        x, y = x[drawn], y[drawn]
     keras.utils.set_random_seed(member.seed)
     config = member.config
     model = build_model(config, name=member.name, fused=True)

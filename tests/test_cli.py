@@ -47,3 +47,13 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path, run_cli):
 def test_board_without_studies_says_so(tmp_path, run_cli):
     code, _, err = run_cli("board", "--logs", tmp_path / "none")
     assert code == 2 and "run `digits search` first" in err
+
+
+def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as stopped:
+        run_cli("retrain", "--study", "s", "--logs", tmp_path, "--subsample", "1.5")
+    assert stopped.value.code == 2
+    assert "--subsample: must be a share in (0, 1], got 1.5" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import keras
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -52,6 +53,27 @@ def test_every_member_has_a_seed_of_its_own(finished_study):
     assert [m.trial_id for m in members[::2]] == [m.trial_id for m in members[1::2]]
     # A larger --top keeps the names, hence the trained members, of a smaller one.
     assert plan_members(study, top=2, seeds=2, epochs=1) == members[:4]
+
+
+def test_a_subsampling_member_trains_on_its_own_draw_under_its_own_name(finished_study, tmp_path):
+    study = Study("smoke", finished_study)
+    full = plan_members(study, top=1, seeds=2, epochs=1, hold_out=True)
+    drawn = plan_members(study, top=1, seeds=2, epochs=1, hold_out=True, subsample=0.9)
+    # Not the full-data members of the same trials and seeds, whose folders a resume reuses.
+    assert [m.name for m in drawn] == [m.name.replace("_ho", "_sub90_ho") for m in full]
+    assert [m.seed for m in drawn] == [m.seed for m in full]
+
+    d = data.load()
+    x, y = d.x_train[:400], d.y_train[:400]
+    member = replace(smoke_member("t0_s0_sub50"), epochs=1, subsample=0.5)
+    train_member(Study("s", tmp_path), member, x, y, Recorder())
+    manifest = json.loads((member_dir(Study("s", tmp_path), member.name) / MANIFEST).read_text())
+    assert manifest["train_images"] == 200 and manifest["subsample"] == 0.5
+    # Each seed draws its own share, stratified: every digit keeps its proportion.
+    picks = [data.stratified_indices(y, 200, seed)[0] for seed in (0, 1)]
+    assert len(set(picks[0]) ^ set(picks[1])) > 0
+    counts = np.bincount(y[picks[0]], minlength=10)
+    assert np.abs(counts - np.bincount(y, minlength=10) / 2).max() <= 1
 
 
 def test_finished_members_come_in_plan_order_not_name_order(tmp_path):
@@ -108,6 +130,9 @@ def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path
     # `a` took 10x its calibrated time: `b` is sized at that pace.
     budget.trained(a, 3, 3 * budget.epoch_seconds([a]) * 10)
     assert budget.slowdown() == pytest.approx(10)
+    # A member that draws half the images takes half the time an epoch.
+    half = budget.epoch_seconds([replace(a, subsample=0.5)])
+    assert half == pytest.approx(budget.epoch_seconds([a]) / 2)
     sized = budget.size(b, [], console).epochs
     assert sized == pytest.approx(3600 / (10 * budget.epoch_seconds([b])), rel=0.01)
     recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())

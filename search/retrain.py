@@ -271,8 +271,10 @@ def retrain(
     budget = (
         TimeBudget(study, todo, x, y, time_budget) if todo and time_budget is not None else None
     )
+    shares = ", ".join(sorted({f"{m.subsample:.0%}" for m in members if m.subsample < 1}))
+    images = f"each on its own {shares} of {len(y):,} images" if shares else f"on {len(y):,} images"
     console.print(
-        f"Retraining {len(members)} members of study {study.name} on {len(y):,} images "
+        f"Retraining {len(members)} members of study {study.name}, {images} "
         f"({len(members) - len(todo)} already done)"
     )
     clock = {"start": time.monotonic(), "epochs": 0}

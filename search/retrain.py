@@ -36,7 +36,8 @@ from search.study import Study, StudyError, read_json, write_atomic
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
 HOLD_OUT_SUFFIX = "_ho"
-SUBSAMPLE_SUFFIX = "_sub{:.0f}"  # the percentage of the training images a member draws
+# The percentage of the training images a member draws, as short as exact: 90, 90.5.
+SUBSAMPLE_SUFFIX = "_sub{:g}"
 BUDGET_FILE = "budget.json"
 # Until a member has trained, epochs are planned for this share of the time left: the
 # calibration samples a few seconds, and a real fit adds tracing, checkpoints and logs.

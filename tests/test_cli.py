@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def test_help_and_spaces_do_not_import_tensorflow(tmp_path):
@@ -50,8 +51,6 @@ def test_board_without_studies_says_so(tmp_path, run_cli):
 
 
 def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, capsys):
-    import pytest
-
     with pytest.raises(SystemExit) as stopped:
         run_cli("retrain", "--study", "s", "--logs", tmp_path, "--subsample", "1.5")
     assert stopped.value.code == 2

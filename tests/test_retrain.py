@@ -62,6 +62,10 @@ def test_a_subsampling_member_trains_on_its_own_draw_under_its_own_name(finished
     # Not the full-data members of the same trials and seeds, whose folders a resume reuses.
     assert [m.name for m in drawn] == [m.name.replace("_ho", "_sub90_ho") for m in full]
     assert [m.seed for m in drawn] == [m.seed for m in full]
+    # Two shares never share a name: 0.905 is not 0.9.
+    assert plan_members(study, top=1, seeds=1, epochs=1, subsample=0.905)[0].name.endswith(
+        "_sub90.5"
+    )
 
     d = data.load()
     x, y = d.x_train[:400], d.y_train[:400]

@@ -410,6 +410,8 @@ class Store:
 
     def add(self, seed: int, plain: np.ndarray, shifted: np.ndarray) -> None:
         """Keep one member's probabilities (written at once, atomically)."""
+        from search.study import atomic_path
+
         self.members[seed] = {
             "plain": plain.astype(np.float16),
             "shifted": shifted.astype(np.float16),
@@ -417,10 +419,8 @@ class Store:
         }
         seeds = sorted(self.members)
         columns = {k: np.array([self.members[s][k] for s in seeds]) for k in self.COLUMNS}
-        STORE.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, key=self.key, labels=self.labels, seeds=seeds, **columns)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            np.savez_compressed(tmp, key=self.key, labels=self.labels, seeds=seeds, **columns)
 
 
 def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) -> ArmProbs:

@@ -14,7 +14,6 @@ without test-time augmentation. That is where ensemble size and augmentation get
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from keras import layers
 from search.data import IMAGE_SHAPE, Dataset
 from search.model import rebuild
 from search.retrain import finished_members, validation_split
-from search.study import Study, write_atomic
+from search.study import Study, atomic_path, write_atomic
 
 ENSEMBLE_FILE = "ensemble.keras"
 EVALUATION_FILE = "evaluation.json"
@@ -136,9 +135,8 @@ def evaluate(
     model = build_ensemble(members, tta)
     folder = ensemble_dir(study)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{ENSEMBLE_FILE}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, folder / ENSEMBLE_FILE)
+    with atomic_path(folder / ENSEMBLE_FILE) as tmp:
+        model.save(tmp)
     held_out = manifests[0].get("hold_out", False)
     validation = validation_report(study, dataset, manifests, members) if held_out else None
 

@@ -19,7 +19,6 @@ them really took (`TimeBudget`).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from rich.console import Console
 from search import data as data_mod
 from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
 from search.model import build_model, rebuild
-from search.study import Study, StudyError, read_json, write_atomic
+from search.study import Study, StudyError, atomic_path, read_json, write_atomic
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
@@ -326,9 +325,8 @@ def train_member(
     )
     seconds = time.monotonic() - started
     # Saved with standard layers only, so the file loads without this package.
-    tmp = folder / f".{MODEL_FILE}.tmp.keras"
-    rebuild(model, config).save(tmp)
-    os.replace(tmp, folder / MODEL_FILE)
+    with atomic_path(folder / MODEL_FILE) as tmp:
+        rebuild(model, config).save(tmp)
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     manifest = {
         **asdict(member),

@@ -3,7 +3,10 @@ from __future__ import annotations
 import json
 import time
 
-from search.study import Study
+import numpy as np
+import pytest
+
+from search.study import Study, atomic_path, write_atomic
 
 
 def test_run_clock_records_each_part_while_it_runs(tmp_path):
@@ -27,3 +30,24 @@ def test_run_clock_writes_nothing_before_the_study_folder_exists(tmp_path):
         time.sleep(0.05)
         assert len(parts()) == 1
     assert not study.dir.exists()
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "probs.npz"
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, x=np.arange(3))  # numpy keeps the name: it ends in .npz
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        np.savez_compressed(tmp, x=np.arange(5))
+        raise RuntimeError("killed halfway")
+    with np.load(path) as f:
+        assert f["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["probs.npz"]  # no temporary left behind
+
+
+def test_write_atomic_replaces_text_readable_by_others(tmp_path):
+    path = tmp_path / "sub" / "study.json"
+    write_atomic(path, "old")
+    write_atomic(path, "new")
+    assert path.read_text() == "new"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["study.json"]

@@ -134,7 +134,6 @@ def evaluate(
     manifests, members = load_members(study)
     model = build_ensemble(members, tta)
     folder = ensemble_dir(study)
-    folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / ENSEMBLE_FILE) as tmp:
         model.save(tmp)
     held_out = manifests[0].get("hold_out", False)

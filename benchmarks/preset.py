@@ -23,6 +23,8 @@ from pathlib import Path
 
 from throughput import hardware, update_benchmarks
 
+from search.study import write_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PART_CLOCK = 10  # seconds between writes of the running part's time
 
@@ -62,7 +64,7 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
                 pass
             finally:  # also when this script is interrupted: the part so far is kept
                 parts[-1] = (time.perf_counter() - start) / 60
-                timing.write_text(json.dumps(parts))
+                write_atomic(timing, json.dumps(parts))
         if proc.returncode:
             raise SystemExit(f"the run failed (status {proc.returncode}); rerun with --resume")
         evaluation = json.loads(
@@ -249,8 +251,7 @@ def main() -> None:
     kept = json.loads(store.read_text()) if store.exists() else {}
     for seed in args.seeds:
         kept[str(seed)] = run(args.preset, seed, args.workdir, args.resume)
-        RESULTS.mkdir(exist_ok=True)
-        store.write_text(json.dumps(kept, indent=1) + "\n")
+        write_atomic(store, json.dumps(kept, indent=1) + "\n")
     text = preset_section(args.preset, [kept[k] for k in sorted(kept, key=int)])
     print(text)
     update_benchmarks(f"preset-{args.preset}", text)

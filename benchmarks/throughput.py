@@ -43,6 +43,7 @@ from rich.console import Console
 from search import data, space
 from search.hypermodel import compile_model, make_dataset, steps_per_epoch
 from search.model import build_model
+from search.study import write_atomic
 from search.tune import SearchOptions, run_search
 
 SPACE = """
@@ -247,7 +248,7 @@ def update_benchmarks(section: str, text: str) -> None:
         doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS.write_text(doc)
+    write_atomic(BENCHMARKS, doc)
 
 
 def main() -> None:

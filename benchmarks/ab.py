@@ -308,8 +308,8 @@ EXPERIMENTS: dict[str, dict] = {
         "curves": True,
         "spread": True,
     },
-    # The new arm first: arms train in this order, and `long` lost its members with session
-    # 23's workdir; the store has them back but for the last (benchmarks/results/ab/long.npz).
+    # The new arm first: arms train in this order, and an arm trains only the members missing
+    # from its store (benchmarks/results/ab/); `long` has all six there again.
     "subsample": {
         "section": "subsample-ab",
         "title": "Each member on its own 90% of the images against all of them, six each",

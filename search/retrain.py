@@ -304,8 +304,9 @@ def train_member(
     """Train `member` on `x`, `y` (its own share of them, if it subsamples) and save it."""
     folder = member_dir(study, member.name)
     folder.mkdir(parents=True, exist_ok=True)
-    if member.subsample < 1:
-        drawn, _ = data_mod.stratified_indices(y, round(member.subsample * len(y)), member.seed)
+    size = round(member.subsample * len(y))
+    if size < len(y):  # a share that rounds to every image (0.99999 of 60,000) draws them all
+        drawn, _ = data_mod.stratified_indices(y, size, member.seed)
         x, y = x[drawn], y[drawn]
     keras.utils.set_random_seed(member.seed)
     config = member.config

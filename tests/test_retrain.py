@@ -73,6 +73,11 @@ def test_a_subsampling_member_trains_on_its_own_draw_under_its_own_name(finished
     train_member(Study("s", tmp_path), member, x, y, Recorder())
     manifest = json.loads((member_dir(Study("s", tmp_path), member.name) / MANIFEST).read_text())
     assert manifest["train_images"] == 200 and manifest["subsample"] == 0.5
+    # A share that rounds to every image trains on all of them, not on a failed draw.
+    almost = replace(smoke_member("t0_s0_sub99.9"), epochs=1, subsample=0.999)
+    train_member(Study("s", tmp_path), almost, x, y, Recorder())
+    manifest = json.loads((member_dir(Study("s", tmp_path), almost.name) / MANIFEST).read_text())
+    assert manifest["train_images"] == 400
     # Each seed draws its own share, stratified: every digit keeps its proportion.
     picks = [data.stratified_indices(y, 200, seed)[0] for seed in (0, 1)]
     assert len(set(picks[0]) ^ set(picks[1])) > 0

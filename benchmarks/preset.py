@@ -19,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from throughput import hardware, update_benchmarks
 
+from search import space
 from search.study import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,6 +88,7 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
         "date": time.strftime("%Y-%m-%d"),
         "hardware": hardware(),
         "space_sha256": space_hash(record["space_toml"]),
+        "batch_size": batch_size(record["space_toml"]),
         "budget": sized,  # epochs sized to the time the search left (retrain/budget.json)
         "evaluation": evaluation,
     }
@@ -94,6 +97,12 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
 def space_hash(text: str) -> str:
     """Short hash of the space file a run searched: runs of one setup share it."""
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def batch_size(text: str) -> str:
+    """The batch size a run's space trains with ("256", or its choices): the space hash alone
+    does not show the reader that two setups differ in it."""
+    return space.parse(tomllib.loads(text), Path("space.toml")).params["batch_size"].describe()
 
 
 # Published points of reference on the same test set. They chose models, epochs or
@@ -118,7 +127,10 @@ def setup_of(result: dict) -> str:
         # Since session 17 each member is sized when it starts, from what the ones before took.
         each = " per member" if isinstance(budget["epochs"], dict) else ""
         epochs = f"up to {budget['at_most']} (fit to time{each})"
-    return f"{e['ensemble']['size']} x {epochs} epochs, space {result['space_sha256'][:7]}{shared}"
+    return (
+        f"{e['ensemble']['size']} x {epochs} epochs, batches of {result['batch_size']}, "
+        f"space {result['space_sha256'][:7]}{shared}"
+    )
 
 
 def epochs_here(result: dict) -> str:

@@ -59,8 +59,8 @@ PRESETS: dict[str, dict] = {
         # Members of 40 epochs: on the validation split two of them erred less than two of 24
         # (22 errors of 5,000 against 28; BENCHMARKS.md, longer); 60 or wider blocks did no
         # better (longest, wide), six averaged better than any pair (19 against 22-25; pool).
-        # Five took 92 of the 120 min on the Intel VM (seed 11, batches of 128) and 101 on the
-        # slower AMD VM (seed 15, batches of 256, the space's since); where time runs short,
+        # Five took 92 of the 120 min on the Intel VM (seed 11, batches of 128) and 94-101 on
+        # the slower AMD VM (seeds 15-17, batches of 256, the space's since); where time is short,
         # each member gets the epochs the time left affords as it starts (seed 14: 35, 39, 40).
         "retrain": {"top": 5, "seeds": 1, "epochs": 40},
         "time_budget": 2 * 3600,

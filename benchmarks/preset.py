@@ -19,12 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 from throughput import hardware, update_benchmarks
 
-from search import space
 from search.study import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,7 +86,9 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
         "date": time.strftime("%Y-%m-%d"),
         "hardware": hardware(),
         "space_sha256": space_hash(record["space_toml"]),
-        "batch_size": batch_size(record["space_toml"]),
+        # As the study recorded its space ("256", or its choices): the hash alone does not
+        # show a reader that two setups differ in it.
+        "batch_size": record["space"]["params"]["batch_size"],
         "budget": sized,  # epochs sized to the time the search left (retrain/budget.json)
         "evaluation": evaluation,
     }
@@ -97,12 +97,6 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
 def space_hash(text: str) -> str:
     """Short hash of the space file a run searched: runs of one setup share it."""
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def batch_size(text: str) -> str:
-    """The batch size a run's space trains with ("256", or its choices): the space hash alone
-    does not show the reader that two setups differ in it."""
-    return space.parse(tomllib.loads(text), Path("space.toml")).params["batch_size"].describe()
 
 
 # Published points of reference on the same test set. They chose models, epochs or

@@ -128,10 +128,12 @@ def setup_of(result: dict) -> str:
 
 
 def epochs_here(result: dict) -> str:
-    """The epochs a time-budgeted run's members got on its machine (one size, or each's)."""
+    """The epochs a time-budgeted run's members got on its machine (one size, or each's, in
+    the order they trained: by seed; older records list members by name)."""
     if not result.get("budget"):
         return ""
-    epochs = [m["epochs"] for m in result["evaluation"]["members"]]
+    members = sorted(result["evaluation"]["members"], key=lambda m: m["seed"])
+    epochs = [m["epochs"] for m in members]
     return f" ({epochs[0] if len(set(epochs)) == 1 else ', '.join(map(str, epochs))} here)"
 
 

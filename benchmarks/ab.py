@@ -460,11 +460,17 @@ def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
     drawn = f", subsample: {subsample}" if subsample < 1 else ""
     store = Store(arm, f"{text}epochs: {epochs}{drawn}", split.y_val)
     planned = plan_members(study, 1, members, epochs, hold_out=True, subsample=subsample)
-    for member in planned:
-        if member.seed in store.members:
-            continue
+    missing = [member for member in planned if member.seed not in store.members]
+    console, started = Console(), time.monotonic()
+    # `retrain` gets one member at a time (so each is stored as soon as it is trained) and
+    # counts only that one: the arm's count and ETA are said here.
+    for k, member in enumerate(missing):
+        minutes = (time.monotonic() - started) / 60
+        eta = f"; ETA {minutes / k * (len(missing) - k):.0f} min for the arm" if k else ""
+        done = len(planned) - len(missing) + k
+        console.print(f"{arm}: member {done + 1} of {len(planned)} (seed {member.seed}){eta}")
         with study.lock():
-            retrain(study, [member], Console())
+            retrain(study, [member], console)
         trained = member_dir(study, member.name)
         model = load_member(read_json(trained / MANIFEST), trained / MODEL_FILE)
         views = build_ensemble([model], tta=True, name=f"{model.name}_tta")

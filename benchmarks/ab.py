@@ -77,9 +77,10 @@ Experiments, by what they change:
   batch6   `batch` again with six members per arm: do batches of 256 (1.12x the images a
            second) cost nothing, at the resolution a new full setup's three seeds would
            deserve?
-  rate     batches of 256 at 8e-3 against `batch6`'s at 2e-3, six members each: the shipped
-           full preset's searches put 8e-3, the top of its choices, first (seed 17: all five
-           of its best), on 3-epoch trials; do 40-epoch members gain from it or lose?
+  rate     batches of 256 at 8e-3 and 1.6e-2 against `batch6`'s at 2e-3, six members each:
+           the shipped full preset's searches put 8e-3, the top of its choices, first (seed
+           17: all five of its best), on 3-epoch trials; do 40-epoch members gain from it or
+           lose, and from a rate above the choices?
   subsample each member trained on its own stratified 90% of the 55,000 images (`digits
            retrain --subsample 0.9`), as the published reference's members each drew their
            own split, against `seeds`' six on all of them: do members that saw different
@@ -196,6 +197,7 @@ REFERENCE = (
 LONG6 = (LONG[0], 6)  # the same study as LONG: its first two members are LONG's
 BATCH6 = (BATCH256[0], 6)  # the same study as BATCH256
 RATE8 = ({**BATCH256[0], "learning_rate": 8e-3}, 6)
+RATE16 = ({**BATCH256[0], "learning_rate": 1.6e-2}, 6)
 # The published reference's members each drew their own 90% of the training images.
 SUB6 = ({"subsample": 0.9, **LONG[0]}, 6)
 # The published reference's schedule: x0.95 per epoch from 1e-3, not annealed to zero.
@@ -324,8 +326,8 @@ EXPERIMENTS: dict[str, dict] = {
     },
     "rate": {
         "section": "rate-ab",
-        "title": "Batches of 256 at 8e-3 against 2e-3, 40 epochs, six members each",
-        "arms": {"rate8": RATE8, "batch256": BATCH6},
+        "title": "Batches of 256 at 2e-3, 8e-3 and 1.6e-2, 40 epochs, six members each",
+        "arms": {"batch256": BATCH6, "rate8": RATE8, "rate16": RATE16},
         "pairs": False,
         "curves": True,
         "spread": True,

@@ -133,18 +133,20 @@ def load_study_data(study: Study) -> data_mod.Dataset:
 class EpochProgress(keras.callbacks.Callback):
     """One line per epoch: member, epoch, training metrics, ETA over all members left."""
 
-    def __init__(self, console: Console, label: str, epochs_left: int, clock: dict, after: int):
+    def __init__(self, console: Console, label: str, rest: list[int], clock: dict):
         super().__init__()
-        self.console, self.label, self.epochs_left, self.clock = console, label, epochs_left, clock
+        self.console, self.label, self.clock = console, label, clock
+        self.rest_epochs = sum(rest)  # of the members after this one
         # Said on the line: an ETA for several members read as one member's looks 2-5x slow.
-        self.scope = f"this member and {after} more" if after else "this member"
+        self.scope = f"this member and {len(rest)} more" if rest else "this member"
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         self.clock["epochs"] += 1
-        self.epochs_left -= 1
+        # From `epoch`, not a count of calls: a member resumed from its backup starts there.
+        left = self.params["epochs"] - (epoch + 1) + self.rest_epochs
         elapsed = time.monotonic() - self.clock["start"]
-        eta = elapsed / self.clock["epochs"] * self.epochs_left
+        eta = elapsed / self.clock["epochs"] * left
         self.console.print(
             f"  {self.label} epoch {epoch + 1}/{self.params['epochs']}: "
             f"loss {logs.get('loss', float('nan')):.4f}, accuracy {logs.get('accuracy', 0):.4f}"
@@ -289,9 +291,8 @@ def retrain(
         )
         # Under a budget, the ETA assumes members not yet sized get as many epochs as this one.
         rest = [budget.planned(m, member.epochs) if budget else m.epochs for m in todo[i:]]
-        epochs_left = member.epochs + sum(rest)
         before, started = clock["epochs"], time.monotonic()
-        progress = EpochProgress(console, label, epochs_left, clock, len(rest))
+        progress = EpochProgress(console, label, rest, clock)
         train_member(study, member, x, y, progress)
         if budget:
             budget.trained(member, clock["epochs"] - before, time.monotonic() - started)

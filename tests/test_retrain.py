@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import replace
 
 import keras
@@ -161,10 +162,20 @@ def test_the_epoch_line_says_which_members_its_eta_covers():
     out = io.StringIO()
     clock = {"start": 0.0, "epochs": 0}
     lines = []
-    for after in (2, 0):
-        progress = EpochProgress(Console(file=out, width=200), "[1/3] a", 9, clock, after)
+    for rest in ([3, 3], []):
+        progress = EpochProgress(Console(file=out, width=200), "[1/3] a", rest, clock)
         progress.set_params({"epochs": 3})
         progress.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.9})
         lines.append(out.getvalue().splitlines()[-1])
     assert lines[0].endswith("(this member and 2 more)") and "epoch 1/3" in lines[0]
     assert lines[1].endswith("(this member)")
+
+
+def test_the_eta_of_a_resumed_member_counts_only_the_epochs_it_has_left():
+    out = io.StringIO()
+    # One epoch in this process took a minute; the backup had the first 24 of 40.
+    clock = {"start": time.monotonic() - 60, "epochs": 0}
+    progress = EpochProgress(Console(file=out, width=200), "[1/1] a", [], clock)
+    progress.set_params({"epochs": 40})
+    progress.on_epoch_end(24, {"loss": 0.5, "accuracy": 0.9})
+    assert "epoch 25/40" in out.getvalue() and "ETA 15.0 min" in out.getvalue()

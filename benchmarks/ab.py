@@ -117,7 +117,7 @@ from typing import TYPE_CHECKING, NamedTuple
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from throughput import hardware, update_benchmarks
+from throughput import hardware, stale_install, update_benchmarks
 
 if TYPE_CHECKING:
     from search.study import Study
@@ -575,6 +575,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--workdir", type=Path, help="run here and keep the outputs (resumable)")
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     experiment = EXPERIMENTS[args.experiment]
     arms = experiment["arms"]
     started = time.perf_counter()

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from throughput import hardware, update_benchmarks
+from throughput import hardware, stale_install, update_benchmarks
 
 from search.study import write_atomic
 
@@ -252,6 +252,8 @@ def main() -> None:
         "--resume", action="store_true", help="continue an interrupted run in --workdir"
     )
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     if args.resume and not args.workdir:
         parser.error("--resume continues a run kept in --workdir")
     # Every run is kept in benchmarks/results/, and the table shows all of them.

@@ -65,7 +65,8 @@ batch_size = 128
 epochs = {epochs}
 precision = "{precision}"
 """
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
+BENCHMARKS = ROOT / "BENCHMARKS.md"
 # The space's `precision` values, and the suffix of their rows' keys.
 PRECISIONS = {"float32": "", "mixed_bfloat16": "_bf16"}
 
@@ -226,6 +227,36 @@ def bf16_flags() -> str:
     except OSError:
         return ""
     return ", ".join(sorted({f for f in flags if f in ("amx_bf16", "avx512_bf16")}))
+
+
+def stale_install() -> str | None:
+    """Why the `search` package Python imports is not this checkout's, or None.
+
+    The benchmarks run `python -m search` in folders of their own, so they get the installed
+    package: after search/ or spaces/ change, a non-editable install still runs the old code.
+    """
+    import search
+
+    installed = Path(search.__file__).parent
+    if installed == ROOT / "search":
+        return None
+    pairs = [
+        (src, installed / src.relative_to(ROOT / "search"))
+        for src in (ROOT / "search").rglob("*.py")
+    ]
+    pairs += [(src, installed / "spaces" / src.name) for src in (ROOT / "spaces").glob("*.toml")]
+    changed = [
+        str(src.relative_to(ROOT))
+        for src, dst in pairs
+        if not dst.exists() or dst.read_bytes() != src.read_bytes()
+    ]
+    if not changed:
+        return None
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return (
+        f"the installed search package ({installed}) does not match this checkout's "
+        f"{', '.join(changed[:3])}{more}: run `pip install .` first"
+    )
 
 
 def hardware() -> str:

@@ -235,20 +235,20 @@ def stale_install() -> str | None:
     The benchmarks run `python -m search` in folders of their own, so they get the installed
     package: after search/ or spaces/ change, a non-editable install still runs the old code.
     """
-    import search
-
-    installed = Path(search.__file__).parent
+    installed = Path(space.__file__).parent
     if installed == ROOT / "search":
         return None
     pairs = [
         (src, installed / src.relative_to(ROOT / "search"))
         for src in (ROOT / "search").rglob("*.py")
     ]
-    pairs += [(src, installed / "spaces" / src.name) for src in (ROOT / "spaces").glob("*.toml")]
+    # The spaces where the installed package looks for them (a wheel ships them inside it).
+    builtin = space.builtin_spaces()
+    pairs += [(src, builtin.get(src.stem)) for src in (ROOT / "spaces").glob("*.toml")]
     changed = [
         str(src.relative_to(ROOT))
         for src, dst in pairs
-        if not dst.exists() or dst.read_bytes() != src.read_bytes()
+        if dst is None or not dst.is_file() or dst.read_bytes() != src.read_bytes()
     ]
     if not changed:
         return None

@@ -482,20 +482,26 @@ def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
     store = Store(arm, f"{text}epochs: {epochs}{drawn}", split.y_val)
     planned = plan_members(study, 1, members, epochs, hold_out=True, subsample=subsample)
     missing = [member for member in planned if member.seed not in store.members]
-    console, started = Console(), time.monotonic()
+    console = Console()
     # `retrain` gets one member at a time (so each is stored as soon as it is trained) and
-    # counts only that one: the arm's count and ETA are said here.
+    # counts only that one: the arm's count and ETA are said here. A member resumed from its
+    # backup takes a fraction of a whole one, so the ETA counts only members begun here.
+    whole: list[float] = []
     for k, member in enumerate(missing):
-        minutes = (time.monotonic() - started) / 60
-        eta = f"; ETA {minutes / k * (len(missing) - k):.0f} min for the arm" if k else ""
         done = len(planned) - len(missing) + k
-        console.print(f"{arm}: member {done + 1} of {len(planned)} (seed {member.seed}){eta}")
+        said = f"{arm}: member {done + 1} of {len(planned)} (seed {member.seed})"
+        if whole:
+            said += f"; ETA {sum(whole) / len(whole) * (len(missing) - k):.0f} min for the arm"
+        console.print(said)
+        trained = member_dir(study, member.name)
+        resumed, started = trained.exists(), time.monotonic()
         with study.lock():
             retrain(study, [member], console)
-        trained = member_dir(study, member.name)
         model = load_member(read_json(trained / MANIFEST), trained / MODEL_FILE)
         views = build_ensemble([model], tta=True, name=f"{model.name}_tta")
         store.add(member.seed, predict(model, split.x_val), predict(views, split.x_val))
+        if not resumed:
+            whole.append((time.monotonic() - started) / 60)
     seeds = [member.seed for member in planned]
     cpus: dict[str, list[int]] = {}
     for seed in seeds:

@@ -2,8 +2,9 @@
 
     python benchmarks/ab.py EXPERIMENT [--epochs 24] [--workdir DIR]
 
-Every arm is one fixed configuration: BASE (spaces/full.toml's first choice of every tunable
-value but the dense width, 256) with the arm's changes, trained by
+Every arm is one fixed configuration: BASE (the full preset as the A/Bs began:
+spaces/full.toml's first choice of every value it searched then, and dense width 256; kept
+fixed since, so every stored member stays comparable) with the arm's changes, trained by
 the toolkit itself: a one-trial search fixes the study and its validation split (the same
 split in every arm), then `digits retrain --hold-out` trains the arm's members on the other
 55,000 images. Scored on the 5,000 validation images only (the test set is not read): each

@@ -265,8 +265,8 @@ def hardware() -> str:
     """The CPU, its widest vector instructions and its cores, for the tables.
 
     The VMs all call themselves "AMD EPYC" or "Intel(R) Xeon(R) Processor", yet one AMD EPYC
-    with AVX-512 trained the full preset's members at about 2,300 images/s and one with AVX2
-    only at about 650: the vector width tells them apart.
+    retrained the full preset's members at about 2,300 images/s and another, with AVX2 and no
+    AVX-512, at about 650 (BENCHMARKS.md): the vector width tells such machines apart.
     """
     cpu, flags = platform.processor() or platform.machine(), set()
     try:

@@ -222,13 +222,25 @@ def torch_fit(model: keras.Model, split: data.Split, epochs: int, batch: int) ->
     return seconds
 
 
+def cpuinfo() -> tuple[str, set[str]]:
+    """The CPU's model name and instruction flags, as /proc/cpuinfo lists them (its first
+    core's; elsewhere the platform's name and no flags)."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return cpu, flags
+
+
 def bf16_flags() -> str:
     """The CPU's bfloat16 instructions, as /proc/cpuinfo lists them."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return ""
-    return ", ".join(sorted({f for f in flags if f in ("amx_bf16", "avx512_bf16")}))
+    return ", ".join(sorted(cpuinfo()[1] & {"amx_bf16", "avx512_bf16"}))
 
 
 def stale_install() -> str | None:
@@ -268,16 +280,7 @@ def hardware() -> str:
     retrained the full preset's members at about 2,300 images/s and another, with AVX2 and no
     AVX-512, at about 650 (BENCHMARKS.md): the vector width tells such machines apart.
     """
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    cpu, flags = cpuinfo()
     isa = next((name for flag, name in VECTOR_ISAS if flag in flags), None)
     return f"{cpu}{f' ({isa})' if isa else ''}, {os.cpu_count()} cores, no GPU"
 

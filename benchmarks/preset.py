@@ -116,13 +116,15 @@ def setup_of(result: dict) -> str:
     seeds = [m["seed"] for m in e["members"]]
     shared = ", seeds shared" if len(set(seeds)) < len(seeds) else ""
     budget = result.get("budget")
-    epochs = e["members"][0]["epochs"]
+    size, epochs = e["ensemble"]["size"], e["members"][0]["epochs"]
     if budget:
         # Since session 17 each member is sized when it starts, from what the ones before took.
         each = " per member" if isinstance(budget["epochs"], dict) else ""
         epochs = f"up to {budget['at_most']} (fit to time{each})"
+        if each and 0 in budget["epochs"].values():  # since session 35 (MIN_EPOCHS)
+            size = f"{size} (of {len(budget['epochs'])}: too few epochs fit each)"
     return (
-        f"{e['ensemble']['size']} x {epochs} epochs, batches of {result['batch_size']}, "
+        f"{size} x {epochs} epochs, batches of {result['batch_size']}, "
         f"space {result['space_sha256'][:7]}{shared}"
     )
 

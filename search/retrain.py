@@ -41,6 +41,10 @@ BUDGET_FILE = "budget.json"
 # Until a member has trained, epochs are planned for this share of the time left: the
 # calibration samples a few seconds, and a real fit adds tracing, checkpoints and logs.
 BUDGET_MARGIN = 0.9
+# Where the time left fits fewer epochs than this per member, fewer members train, each
+# longer: on the quick preset's configuration one member of 8 epochs erred less than two of
+# 4 averaged (BENCHMARKS.md, brief-ab). Longer members were not compared, hence no more.
+MIN_EPOCHS = 5
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,9 @@ class TimeBudget:
     quick seed 6 trained at 0.8x its calibration and overran 15 minutes). So every member
     after the first is sized from the time the members before it really took. A member that
     has begun keeps its epochs (its schedule depends on them): they are recorded in
-    `retrain/budget.json`, so a resumed run trains on with the schedule it started.
+    `retrain/budget.json`, so a resumed run trains on with the schedule it started. Where
+    the time left would give each member fewer than `MIN_EPOCHS`, the last ranked are left
+    out (recorded with 0 epochs) until the rest get that many.
 
     Args:
         seconds: the time, from now, every unfinished member has to fit in.
@@ -221,8 +227,16 @@ class TimeBudget:
         """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
         if member.name not in self.epochs:
             left = self.deadline - time.monotonic()
-            per_epoch = self.epoch_seconds([member, *rest]) * self.slowdown()
-            fits = int(left / per_epoch)
+            rest = [m for m in rest if self.epochs.get(m.name) != 0]
+            left_out: list[str] = []
+            while True:
+                per_epoch = self.epoch_seconds([member, *rest]) * self.slowdown()
+                fits = int(left / per_epoch)
+                if not rest or fits >= min(MIN_EPOCHS, member.epochs):
+                    break
+                # Fewer members rather than too short ones: the last ranked are left out.
+                left_out.insert(0, rest.pop().name)
+                self.epochs[left_out[0]] = 0
             self.epochs[member.name] = max(1, min(fits, member.epochs))
             write_atomic(
                 self.path,
@@ -236,6 +250,12 @@ class TimeBudget:
                 f"epoch of them takes about {per_epoch / 60:.1f} min here "
                 f"({self.slowdown():.2f}x the calibrated time) -> "
                 f"{self.epochs[member.name]} epochs for {member.name}"
+                + (
+                    f"; {', '.join(left_out)} left out: with them, each member would get "
+                    f"fewer than {MIN_EPOCHS} epochs"
+                    if left_out
+                    else ""
+                )
             )
             if fits < 1:
                 console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
@@ -254,7 +274,7 @@ class TimeBudget:
 def retrain(
     study: Study, members: list[Member], console: Console, time_budget: float | None = None
 ) -> list[Path]:
-    """Train every unfinished member; return the folders of all members.
+    """Train every unfinished member; return the folders of the finished ones.
 
     With `time_budget` (seconds from now), each member's epochs are sized to fit it
     (`TimeBudget`).
@@ -281,9 +301,12 @@ def retrain(
     )
     clock = {"start": time.monotonic(), "epochs": 0}
     for i, member in enumerate(todo, 1):
+        label = f"[{i}/{len(todo)}] {member.name}"
         if budget:
             member = budget.size(member, todo[i:], console)
-        label = f"[{i}/{len(todo)}] {member.name}"
+            if not member.epochs:
+                console.print(f"{label}: left out by the time budget")
+                continue
         console.print(
             f"{label}: trial {member.trial_id} (val_accuracy {member.val_accuracy:.4f} "
             f"in the search), seed {member.seed}, {member.epochs} epochs"
@@ -291,12 +314,17 @@ def retrain(
         )
         # Under a budget, the ETA assumes members not yet sized get as many epochs as this one.
         rest = [budget.planned(m, member.epochs) if budget else m.epochs for m in todo[i:]]
+        rest = [epochs for epochs in rest if epochs]  # not those left out
         before, started = clock["epochs"], time.monotonic()
         progress = EpochProgress(console, label, rest, clock)
         train_member(study, member, x, y, progress)
         if budget:
             budget.trained(member, clock["epochs"] - before, time.monotonic() - started)
-    return [member_dir(study, m.name) for m in members]
+    return [
+        member_dir(study, m.name)
+        for m in members
+        if (member_dir(study, m.name) / MANIFEST).exists()
+    ]
 
 
 def train_member(

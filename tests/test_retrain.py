@@ -22,6 +22,7 @@ from search.retrain import (
     member_dir,
     mixed_calibration,
     plan_members,
+    retrain,
     train_member,
 )
 from search.study import Study
@@ -156,6 +157,45 @@ def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path
     # Retrainings begun before members were sized one by one recorded one size for all.
     (study.dir / "retrain" / BUDGET_FILE).write_text(json.dumps({"epochs": 2}))
     assert TimeBudget(study, [b], x, y, 3600).size(b, [], console).epochs == 2
+
+
+def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path):
+    d = data.load()
+    x, y = d.x_train[:512], d.y_train[:512]
+    study = Study("s", tmp_path)
+    a, b, c = (replace(smoke_member(name), epochs=12) for name in "abc")
+    budget = TimeBudget(study, [a, b, c], x, y, 3600)
+    # Time for 9.5 epochs of one member: 3 each for three, 4 each for two, both under
+    # MIN_EPOCHS, so `a` trains alone, 9 epochs.
+    budget.deadline = time.monotonic() + 9.5 * budget.epoch_seconds([a]) * budget.slowdown()
+    out = io.StringIO()
+    assert budget.size(a, [b, c], Console(file=out, width=200)).epochs == 9
+    assert "b, c left out" in out.getvalue()
+    assert budget.size(b, [c], Console(file=out)).epochs == 0
+    recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
+    assert recorded["epochs"] == {"a": 9, "b": 0, "c": 0}
+    # With time for 5 epochs each, all three train.
+    roomy = TimeBudget(Study("t", tmp_path), [a, b, c], x, y, 3600)
+    roomy.deadline = time.monotonic() + 15.5 * roomy.epoch_seconds([a]) * roomy.slowdown()
+    assert roomy.size(a, [b, c], Console(file=out)).epochs == 5
+
+
+def test_a_resumed_run_does_not_train_a_member_its_budget_left_out(finished_study):
+    study = Study("smoke", finished_study)
+    member = plan_members(study, top=1, seeds=1, epochs=12)[0]
+    path = study.dir / "retrain" / BUDGET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Recorded by the run's first part: its rate (so no calibration) and 0 epochs.
+    path.write_text(
+        json.dumps({"images_per_s": {member.trial_id: 1000.0}, "epochs": {member.name: 0}})
+    )
+    try:
+        out = io.StringIO()
+        retrain(study, [member], Console(file=out, width=200), time_budget=3600)
+        assert "left out by the time budget" in out.getvalue()
+        assert not member_dir(study, member.name).exists()
+    finally:
+        path.unlink()
 
 
 def test_the_epoch_line_says_which_members_its_eta_covers():

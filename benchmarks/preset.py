@@ -121,8 +121,8 @@ def setup_of(result: dict) -> str:
         # Since session 17 each member is sized when it starts, from what the ones before took.
         each = " per member" if isinstance(budget["epochs"], dict) else ""
         epochs = f"up to {budget['at_most']} (fit to time{each})"
-        if each and 0 in budget["epochs"].values():  # since session 35 (MIN_EPOCHS)
-            size = f"{size} (of {len(budget['epochs'])}: too few epochs fit each)"
+        if each and 0 in budget["epochs"].values():  # members left out (MIN_EPOCHS, session 35)
+            size = f"{size} of {len(budget['epochs'])}"
     return (
         f"{size} x {epochs} epochs, batches of {result['batch_size']}, "
         f"space {result['space_sha256'][:7]}{shared}"

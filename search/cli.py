@@ -44,7 +44,8 @@ PRESETS: dict[str, dict] = {
         "space": "quick",
         "search": {"tuner": "random", "max_trials": 4, "max_epochs": 2, "train_size": 10000},
         # Epochs: as many as the 15 minutes leave after the search, up to 12 (by then the
-        # space's per-epoch decay has cut the learning rate below 3% of its start).
+        # space's per-epoch decay has cut the learning rate below 3% of its start); one
+        # member alone where two would get fewer than 5 each (retrain.MIN_EPOCHS).
         "retrain": {"top": 2, "seeds": 1, "epochs": 12},
         "time_budget": 15 * 60,
     },

@@ -165,9 +165,9 @@ def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path
     study = Study("s", tmp_path)
     a, b, c = (replace(smoke_member(name), epochs=12) for name in "abc")
     budget = TimeBudget(study, [a, b, c], x, y, 3600)
-    # Time for 9.5 epochs of one member: 3 each for three, 4 each for two, both under
+    # Time for 9.8 epochs of one member: 3 each for three, 4 each for two, both under
     # MIN_EPOCHS, so `a` trains alone, 9 epochs.
-    budget.deadline = time.monotonic() + 9.5 * budget.epoch_seconds([a]) * budget.slowdown()
+    budget.deadline = time.monotonic() + 9.8 * budget.epoch_seconds([a]) * budget.slowdown()
     out = io.StringIO()
     assert budget.size(a, [b, c], Console(file=out, width=200)).epochs == 9
     assert "b, c left out" in out.getvalue()
@@ -176,7 +176,7 @@ def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path
     assert recorded["epochs"] == {"a": 9, "b": 0, "c": 0}
     # With time for 5 epochs each, all three train.
     roomy = TimeBudget(Study("t", tmp_path), [a, b, c], x, y, 3600)
-    roomy.deadline = time.monotonic() + 15.5 * roomy.epoch_seconds([a]) * roomy.slowdown()
+    roomy.deadline = time.monotonic() + 15.8 * roomy.epoch_seconds([a]) * roomy.slowdown()
     assert roomy.size(a, [b, c], Console(file=out)).epochs == 5
 
 

@@ -194,8 +194,9 @@ def test_a_resumed_run_does_not_train_a_member_its_budget_left_out(finished_stud
         retrain(study, [member], Console(file=out, width=200), time_budget=3600)
         assert "left out by the time budget" in out.getvalue()
         assert not member_dir(study, member.name).exists()
-    finally:
+    finally:  # the fixture is shared: leave its study as it was
         path.unlink()
+        path.parent.rmdir()
 
 
 def test_the_epoch_line_says_which_members_its_eta_covers():

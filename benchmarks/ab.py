@@ -601,6 +601,17 @@ def hard_images(members: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list
     ]
 
 
+def trained_epochs(arms: dict, default: int) -> str:
+    """The epochs the arms' members trained, for the section's header: most arms set their
+    own (LONG and those built on it, brief's), so --epochs alone would misstate them."""
+    by_epochs: dict[int, list[str]] = {}
+    for arm, (changes, _) in arms.items():
+        by_epochs.setdefault(changes.get("epochs", default), []).append(arm)
+    if len(by_epochs) == 1:
+        return f"{next(iter(by_epochs))} epochs each"
+    return "; ".join(f"{n} epochs ({', '.join(by_epochs[n])})" for n in sorted(by_epochs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=EXPERIMENTS)
@@ -673,8 +684,8 @@ def main() -> None:
             f"`python benchmarks/ab.py {args.experiment} --epochs {args.epochs}` on "
             f"{hardware()}, {time.strftime('%Y-%m-%d')} ({minutes:.0f} min this run). "
             "Fixed configurations (ab.py's BASE with each arm's changes), hold-out members "
-            f"trained {args.epochs} epochs each (unless the arm changes its epochs) on 55,000 "
-            f"images; scored on the {len(y):,} validation images (the test set is not read). "
+            f"trained {trained_epochs(arms, args.epochs)} on 55,000 images; scored on the "
+            f"{len(y):,} validation images (the test set is not read). "
             f"Members trained (kept in benchmarks/results/ab/, each trained once): {where}.",
             "",
             "| members | validation errors per member | mean NLL per member "

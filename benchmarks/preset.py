@@ -143,10 +143,16 @@ def best_member(result: dict) -> float:
     return max(m["test_accuracy"] for m in result["evaluation"]["members"])
 
 
-def by_setup(results: list[dict]) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = {}
+def cpu(result: dict) -> str:
+    return result["hardware"].split(",")[0]
+
+
+def by_setup(results: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Runs grouped by setup and machine: a time budget sizes epochs to the CPU, so runs of
+    one space on two CPUs are two setups, and their minutes and images/s two populations."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:
-        groups.setdefault(setup_of(r), []).append(r)
+        groups.setdefault((setup_of(r), r["hardware"]), []).append(r)
     return groups
 
 
@@ -170,13 +176,14 @@ def preset_section(preset: str, results: list[dict]) -> str:
             f"| {r['seed']} | {setup_of(r)}{epochs_here(r)} | {r['minutes']:.1f}{resumed(r)} | "
             f"{e['ensemble']['test_accuracy']:.2%} ({e['ensemble']['test_errors']} errors) | "
             f"{best_member(r):.2%} | {f'{speed:,.0f}' if speed else '-'} | "
-            f"{r['hardware'].split(',')[0]} | {r['date']} |"
+            f"{cpu(r)} | {r['date']} |"
         )
     machines = " and ".join(sorted({r["hardware"] for r in results}))
     means = "; ".join(
-        f"{setup}: **{spread([r['evaluation']['ensemble']['test_accuracy'] for r in runs], '.2%')}"
-        f"** over {len(runs)} run(s)"
-        for setup, runs in by_setup(results).items()
+        f"{setup} on {cpu(runs[0])}: "
+        f"**{spread([r['evaluation']['ensemble']['test_accuracy'] for r in runs], '.2%')}** "
+        f"over {len(runs)} run(s)"
+        for (setup, _), runs in by_setup(results).items()
     )
     return "\n".join(
         [
@@ -199,16 +206,16 @@ def preset_section(preset: str, results: list[dict]) -> str:
 
 
 def summary_section() -> str:
-    """One row per preset and setup over every kept run, then the anchors."""
+    """One row per preset, setup and machine over every kept run, then the anchors."""
     rows = []
     for store in sorted(RESULTS.glob("preset-*.json")):
         preset = store.stem.removeprefix("preset-")
         kept = json.loads(store.read_text())
-        for setup, runs in by_setup([kept[k] for k in sorted(kept, key=int)]).items():
+        for (setup, machine), runs in by_setup([kept[k] for k in sorted(kept, key=int)]).items():
             speeds = [r["retrain_images_per_s"] for r in runs if r.get("retrain_images_per_s")]
             seeds = " ".join(str(r["seed"]) for r in runs)
             rows.append(
-                f"| `{preset}`, {setup} | {', '.join(sorted({r['hardware'] for r in runs}))} | "
+                f"| `{preset}`, {setup} | {machine} | "
                 f"{spread([r['minutes'] for r in runs], '.1f')} min | "
                 f"{spread([r['evaluation']['ensemble']['test_accuracy'] for r in runs], '.2%')} "
                 f"({len(runs)} seed(s)) | {max(best_member(r) for r in runs):.2%} | "
@@ -227,7 +234,7 @@ def summary_section() -> str:
             "`space` is the start of the sha256 of the space file the run searched: runs of "
             "one setup share it; `seeds shared`: the run's members shared random seeds "
             "(initial weights, batch order, augmentation draws), as every member did until "
-            "session 13. "
+            "session 13. One row per machine: the time budgets size epochs to the CPU. "
             "Anchors are published numbers, not measured here, and chose on the test set.",
             "",
             "| preset | hardware | wall time | ensemble test accuracy | best single member "

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import tensorflow as tf
-from throughput import SPACE, EpochClock, hardware, update_benchmarks
+from throughput import SPACE, EpochClock, hardware, stale_install, update_benchmarks
 
 from search import data, space
 from search.hypermodel import compile_model, make_dataset, steps_per_epoch
@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     started = time.perf_counter()
     split = data.split(data.load(), val_size=5000, seed=0)
     x, y = split.x_train[: args.images], split.y_train[: args.images]

@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from throughput import hardware, update_benchmarks
+from throughput import hardware, stale_install, update_benchmarks
 
 from search.ensemble import accuracy, load_members, predict
 from search.retrain import load_study_data, validation_split
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--study", required=True)
     parser.add_argument("--logs", type=Path, default=Path("logs"))
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     study = Study(args.study, args.logs)
     manifests, members = load_members(study)
     if not manifests[0].get("hold_out"):

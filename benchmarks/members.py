@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 from ab import missed_table, scores, size_table
-from throughput import hardware, update_benchmarks
+from throughput import hardware, stale_install, update_benchmarks
 
 
 def run_probs(folder: Path) -> tuple[str, list[np.ndarray], np.ndarray]:
@@ -42,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+", metavar="DIR")
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     started = time.perf_counter()
     runs = [run_probs(folder) for folder in args.folders]
     y = runs[0][2]

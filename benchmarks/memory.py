@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from throughput import hardware, update_benchmarks
+from throughput import hardware, stale_install, update_benchmarks
 
 SPACE = """
 description = "memory benchmark: smoke-sized, every trial new"
@@ -86,6 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     started = time.perf_counter()
     curve = measure(args.trials)
     minutes = (time.perf_counter() - started) / 60

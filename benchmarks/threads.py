@@ -70,7 +70,10 @@ def main() -> None:
     if args.child:
         child(*args.child, args.epochs)
         return
-    from throughput import hardware, update_benchmarks
+    from throughput import hardware, stale_install, update_benchmarks
+
+    if why := stale_install():
+        parser.error(why)
 
     rates: dict[tuple[int, int, int], list[float]] = {s: [] for s in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:

@@ -302,6 +302,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="add mixed_bfloat16 rows")
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: each run's first epoch carries tracing")
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from throughput import hardware, update_benchmarks
+from throughput import hardware, stale_install, update_benchmarks
 
 
 def timed(trials: int, train_size: int, workers: int | None) -> float:
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--train-size", type=int, default=5000)
     args = parser.parse_args()
+    if why := stale_install():
+        parser.error(why)
     rows = []
     for label, workers in (
         ("one process", None),

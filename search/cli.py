@@ -63,7 +63,8 @@ PRESETS: dict[str, dict] = {
         # better (longest, wide), six averaged better than any pair (19 against 22-25; pool).
         # Five took 92 of the 120 min on the Intel VM (seed 11, batches of 128) and 94-101 on
         # the slower AMD VM (seeds 15-17, batches of 256, the space's since); where time is short,
-        # each member gets the epochs the time left affords as it starts (seed 14: 35, 39, 40).
+        # each member gets the epochs the time left affords as it starts (seed 14: 35, 39, 40;
+        # seed 20 on an AVX2-only EPYC: 12-14, and 31 test errors as the 40-epoch runs).
         "retrain": {"top": 5, "seeds": 1, "epochs": 40},
         "time_budget": 2 * 3600,
     },

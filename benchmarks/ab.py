@@ -492,6 +492,11 @@ class Store:
             np.savez_compressed(tmp, key=self.key, labels=self.labels, seeds=seeds, **columns)
 
 
+def arm_epochs(changes: dict, default: int) -> int:
+    """The epochs an arm's members train: its own where it sets them, else --epochs."""
+    return changes.get("epochs", default)
+
+
 def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) -> ArmProbs:
     """The arm's first `members` members by seed: from the store, or trained here (hold-out,
     in `folder`, resumable) and stored one by one."""
@@ -512,7 +517,7 @@ def arm_probs(arm: str, changes: dict, members: int, folder: Path, epochs: int) 
     text = SPACE.format(arm=arm, **{**BASE, **changes})
     study = arm_study(arm, text, folder)
     split = validation_split(study, load_study_data(study))
-    epochs = changes.get("epochs", epochs)
+    epochs = arm_epochs(changes, epochs)
     subsample = changes.get("subsample", 1.0)
     drawn = f", subsample: {subsample}" if subsample < 1 else ""
     store = Store(arm, f"{text}epochs: {epochs}{drawn}", split.y_val)
@@ -619,7 +624,7 @@ def trained_epochs(arms: dict, default: int) -> str:
     own (LONG and those built on it, brief's), so --epochs alone would misstate them."""
     by_epochs: dict[int, list[str]] = {}
     for arm, (changes, _) in arms.items():
-        by_epochs.setdefault(changes.get("epochs", default), []).append(arm)
+        by_epochs.setdefault(arm_epochs(changes, default), []).append(arm)
     if len(by_epochs) == 1:
         return f"{next(iter(by_epochs))} epochs each"
     return "; ".join(f"{n} epochs ({', '.join(by_epochs[n])})" for n in sorted(by_epochs))

@@ -19,6 +19,7 @@ them really took (`TimeBudget`).
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,8 +39,9 @@ HOLD_OUT_SUFFIX = "_ho"
 # The percentage of the training images a member draws, as short as exact: 90, 90.5.
 SUBSAMPLE_SUFFIX = "_sub{:g}"
 BUDGET_FILE = "budget.json"
-# Until a member has trained, epochs are planned for this share of the time left: the
-# calibration samples a few seconds, and a real fit adds tracing, checkpoints and logs.
+# Where nothing can make up for a plan's error, epochs are planned for this share of the
+# time left: until a member has trained (the calibration samples a few seconds, and a real
+# fit adds tracing, checkpoints and logs), and for the last member (the VMs' speed swings).
 BUDGET_MARGIN = 0.9
 # Where the time left fits fewer epochs than this per member, fewer members train, each
 # longer: on the quick preset's configuration one member of 8 epochs erred less than two of
@@ -192,6 +194,14 @@ class TimeBudget:
     the time left would give each member fewer than `MIN_EPOCHS`, the last ranked are left
     out (recorded with 0 epochs) until the rest get that many.
 
+    The configurations of one space mostly train at about one speed, and a calibration of a
+    few seconds can be far off: in full seed 21 one read 888 images/s beside 656-742 for the
+    others, trained at about 600, and as the last member, with nothing after it to make up
+    the difference, ran 10 minutes past the budget. So no member is planned faster than the
+    median calibration, and the last one no faster than the slowest member trained before
+    it, within `BUDGET_MARGIN` of the time left. Planning too slow leaves minutes unused;
+    too fast breaks the budget.
+
     Args:
         seconds: the time, from now, every unfinished member has to fit in.
         x, y: the training images the members train on (calibration, epoch size).
@@ -214,14 +224,30 @@ class TimeBudget:
         self.record = {"seconds": round(seconds), "at_most": max(m.epochs for m in members)}
         # Seconds trained in this process, and what the calibration said they would take.
         self.taken = self.expected = 0.0
+        # Images per second of the members trained in this process, as they really trained.
+        self.speeds: list[float] = []
 
     def slowdown(self) -> float:
-        """Measured time over calibrated time (before any measurement: 1 / BUDGET_MARGIN)."""
-        return self.taken / self.expected if self.expected else 1 / BUDGET_MARGIN
+        """Measured time over calibrated time (before any measurement: 1)."""
+        return self.taken / self.expected if self.expected else 1.0
 
     def epoch_seconds(self, members: list[Member]) -> float:
         """Calibrated seconds of one epoch of every member in `members`."""
         return sum(self.images * m.subsample / self.rates[m.trial_id] for m in members)
+
+    def planned_seconds(self, members: list[Member], last: bool) -> float:
+        """Seconds one epoch of every member in `members` is planned to take here.
+
+        Each at its calibrated speed but no faster than the median calibration, times the
+        slowdown; with `last` (one member, trained last), no faster than the slowest so far.
+        """
+        median = statistics.median(self.rates.values())
+        slowest = min(self.speeds, default=float("inf"))
+        seconds = 0.0
+        for m in members:
+            rate = min(self.rates[m.trial_id], median) / self.slowdown()
+            seconds += self.images * m.subsample / (min(rate, slowest) if last else rate)
+        return seconds
 
     def size(self, member: Member, rest: list[Member], console: Console) -> Member:
         """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
@@ -230,8 +256,11 @@ class TimeBudget:
             rest = [m for m in rest if self.epochs.get(m.name) != 0]
             left_out: list[str] = []
             while True:
-                per_epoch = self.epoch_seconds([member, *rest]) * self.slowdown()
-                fits = int(left / per_epoch)
+                per_epoch = self.planned_seconds([member, *rest], last=not rest)
+                # Nothing makes up for a plan's error before any member has trained, or after
+                # the last member.
+                margin = 1 if rest and self.expected else BUDGET_MARGIN
+                fits = int(left * margin / per_epoch)
                 if not rest or fits >= min(MIN_EPOCHS, member.epochs):
                     break
                 # Fewer members rather than too short ones: the last ranked are left out.
@@ -245,11 +274,12 @@ class TimeBudget:
                 )
                 + "\n",
             )
+            share = "" if margin == 1 else f", planned to use {margin:.0%} of it"
+            ratio = per_epoch / self.epoch_seconds([member, *rest])
             console.print(
-                f"Time budget: {left / 60:.1f} min left for {1 + len(rest)} member(s); an "
-                f"epoch of them takes about {per_epoch / 60:.1f} min here "
-                f"({self.slowdown():.2f}x the calibrated time) -> "
-                f"{self.epochs[member.name]} epochs for {member.name}"
+                f"Time budget: {left / 60:.1f} min left for {1 + len(rest)} member(s){share}; "
+                f"an epoch of them takes about {per_epoch / 60:.1f} min here ({ratio:.2f}x "
+                f"the calibrated time) -> {self.epochs[member.name]} epochs for {member.name}"
                 + (
                     f"; {', '.join(left_out)} left out: with them, each member would get "
                     f"fewer than {MIN_EPOCHS} epochs"
@@ -269,6 +299,8 @@ class TimeBudget:
         """Count `epochs` of `member` that took `seconds`, for the next members' sizes."""
         self.taken += seconds
         self.expected += epochs * self.epoch_seconds([member])
+        if epochs and seconds > 0:
+            self.speeds.append(epochs * self.images * member.subsample / seconds)
 
 
 def retrain(

@@ -241,11 +241,11 @@ class TimeBudget:
         Each at its calibrated speed but no faster than the median calibration, times the
         slowdown; with `last` (one member, trained last), no faster than the slowest so far.
         """
-        median = statistics.median(self.rates.values())
+        median, slowdown = statistics.median(self.rates.values()), self.slowdown()
         slowest = min(self.speeds, default=float("inf"))
         seconds = 0.0
         for m in members:
-            rate = min(self.rates[m.trial_id], median) / self.slowdown()
+            rate = min(self.rates[m.trial_id], median) / slowdown
             seconds += self.images * m.subsample / (min(rate, slowest) if last else rate)
         return seconds
 

@@ -177,8 +177,9 @@ def test_a_budget_plans_past_an_outlying_calibration_and_keeps_a_margin_at_the_e
         budget.deadline = time.monotonic() + left
         epochs = budget.size(member, members[i + 1 :], Console(file=out, width=200)).epochs
         assert epochs >= MIN_EPOCHS
-        budget.trained(member, epochs, epochs * len(y) / real[member.trial_id])
-        left -= epochs * len(y) / real[member.trial_id]
+        seconds = epochs * len(y) / real[member.trial_id]
+        budget.trained(member, epochs, seconds)
+        left -= seconds
     assert 0 < left < 0.1 * 6626  # within the budget, and most of it used
     assert "planned to use 90% of it" in out.getvalue().splitlines()[-1]
 

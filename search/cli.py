@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.request
@@ -83,9 +85,35 @@ PRESETS: dict[str, dict] = {
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (no CUDA here, oneDNN notices) drowns the progress
-    # lines; real errors still surface as Python exceptions.
+    """Import TensorFlow with its start-up chatter kept off the terminal.
+
+    Importing it and starting its runtime print a dozen lines through C++ logging that no
+    environment variable of this TensorFlow silences (absl's "All log messages before
+    absl::InitializeLog()", oneDNN and CPU-feature notices, a failed CUDA probe on a machine
+    without a GPU). They go to a temporary file instead, replayed if the import fails, so a
+    broken install still explains itself. Python-side retracing warnings (one per member
+    evaluated in a loop) are muted too; real errors still surface as exceptions.
+    """
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if "tensorflow" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # starts the runtime: the CUDA probe speaks here
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def cmd_spaces(args: argparse.Namespace, console: Console) -> int:
@@ -331,6 +359,37 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
+    from search.results import fidelity_line
+
+    study = Study(args.study, args.logs)
+    study.read()
+    _quiet_tensorflow()
+    from search.fidelity import measure
+
+    with study.lock():
+        result = measure(study, args.sample, args.seeds, args.epochs, console)
+    table = Table(
+        title=f"Search score against full fidelity ({result['val_images']:,} validation images)",
+        title_justify="left",
+    )
+    for column in ("search rank", "trial", "search score", "val errors by seed", "mean", "acc"):
+        table.add_column(column, justify="right")
+    for c in result["configurations"]:
+        table.add_row(
+            str(c["rank"] + 1),
+            c["trial"],
+            f"{c['search_score']:.4f}",
+            ", ".join(map(str, c["val_errors"])),
+            f"{c['mean_val_errors']:.1f}",
+            f"{c['full_val_accuracy']:.4%}",
+        )
+    console.print(table)
+    console.print(fidelity_line(result))
+    console.print(f"Saved in {study.dir / 'fidelity.json'}; `digits results` shows it too.")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from search.predict import ImageError, classify, find_model
 
@@ -362,29 +421,54 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_results(args: argparse.Namespace, console: Console) -> int:
-    from search.results import FIELDS, columns, to_csv, trial_rows
+    from search.results import (
+        FIELDS,
+        columns,
+        fidelity_line,
+        format_score,
+        noise_line,
+        read_fidelity,
+        seed_noise,
+        to_csv,
+        trial_rows,
+    )
 
     study = Study(args.study, args.logs)
     study.read()
-    rows = trial_rows(study)[: args.top]
+    every = trial_rows(study)
+    rows = every[: args.top]
     if args.csv:
         write_atomic(args.csv, to_csv(rows))
         console.print(f"Wrote {len(rows)} trials to {args.csv}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    # On screen: the fixed columns and the hyperparameters that differ between trials.
+    # On screen: the fixed columns that say something here, and the hyperparameters that
+    # differ between trials. The seed spread is shown with the score (mean ± sd).
+    hidden = {"reason", "val_std", "val_scores"}
+    if not any((r["executions"] or 0) > 1 for r in rows):
+        hidden.add("executions")
+    if all(r["full_val_accuracy"] is None for r in rows):
+        hidden.add("full_val_accuracy")
     varying = [c for c in columns(rows)[len(FIELDS) :] if len({str(r.get(c)) for r in rows}) > 1]
     table = Table(title=f"Study {study.name}: {len(rows)} trials, best first", title_justify="left")
-    shown = [c for c in FIELDS if c != "reason"] + varying
+    shown = [c for c in FIELDS if c not in hidden] + varying
     for c in shown:
         table.add_column(HEADERS.get(c, c), justify="left" if c == "status" else "right")
     for r in rows:
-        table.add_row(*(_cell(r.get(c)) for c in shown))
+        cells = {"val_accuracy": format_score(r["val_accuracy"], r["val_std"])}
+        table.add_row(
+            *(cells[c] if c in cells and r[c] is not None else _cell(r.get(c)) for c in shown)
+        )
     console.print(table)
     for r in rows:
         if r["reason"]:
             console.print(f"trial {r['trial']} failed: {escape(r['reason'])}")
+    if any(r["val_accuracy"] is not None for r in every):
+        console.print(noise_line(seed_noise(every)))
+    fidelity = read_fidelity(study)
+    if fidelity:
+        console.print(fidelity_line(fidelity))
     if args.importance:
         show_importance(study, rows, console)
     return 0
@@ -419,6 +503,8 @@ def show_importance(study: Study, rows: list[dict], console: Console) -> None:
 
 HEADERS = {
     "val_accuracy": "val acc",
+    "executions": "runs",
+    "full_val_accuracy": "full val acc",
     "best_epoch": "best ep",
     "epochs_run": "epochs",
     "seconds": "sec",
@@ -542,7 +628,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=5000,
         help="validation images carved from the training set",
     )
-    p.add_argument("--executions", type=_positive, default=1, help="trainings per trial, averaged")
+    p.add_argument(
+        "--executions",
+        type=_positive,
+        default=1,
+        help="trainings per trial with different seeds: the score is their mean, and their "
+        "spread tells a real difference from seed noise",
+    )
     p.add_argument(
         "--patience",
         type=_positive,
@@ -693,6 +785,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command(
+        "fidelity",
+        "retrain a sample of a study's trials at full fidelity: does the search rank them right?",
+        cmd_fidelity,
+        study,
+        logs,
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive,
+        help="epochs of full fidelity, e.g. the retraining's (default: each trial's `epochs`)",
+    )
+    p.add_argument(
+        "--sample",
+        type=_positive,
+        default=8,
+        help="configurations to retrain, spread over the search's ranking (the pick always)",
+    )
+    p.add_argument("--seeds", type=_at_least_two, default=2, help="seeds per configuration")
+
+    p = command(
         "results", "every trial of a study as a table (or CSV, JSON)", cmd_results, study, logs
     )
     p.add_argument("--top", type=_positive, help="only the best K trials")
@@ -743,6 +855,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a spread needs two), got {value}")
     return value
 
 

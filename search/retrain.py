@@ -33,6 +33,7 @@ from search.hypermodel import compile_model, images_per_second, make_dataset, st
 from search.model import build_model, rebuild
 from search.study import Study, StudyError, atomic_path, read_json, write_atomic
 
+RETRAIN_DIR = "retrain"  # the study's subfolder of retrained members (`digits retrain`)
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
 HOLD_OUT_SUFFIX = "_ho"
@@ -64,8 +65,9 @@ class Member:
     subsample: float = 1.0  # share of the training images it draws (stratified, by its seed)
 
 
-def best_trials(study: Study, top: int) -> list[dict[str, Any]]:
-    """The `top` completed trials of a study, best first, read from keras-tuner's records."""
+def best_trials(study: Study, top: int | None = None) -> list[dict[str, Any]]:
+    """The `top` (default: all) completed trials of a study, best first, read from
+    keras-tuner's records."""
     trials = [read_json(p) for p in sorted(study.tuner_dir.glob("trial_*/trial.json"))]
     done = [t for t in trials if t.get("status") == "COMPLETED" and t.get("score") is not None]
     if not done:
@@ -87,7 +89,24 @@ def plan_members(
     work per epoch, so on the full data the same epochs reproduce the schedule, each epoch
     with proportionally more steps.
     """
-    members = []
+    trials = best_trials(study, top)
+    return [
+        m
+        for rank, trial in enumerate(trials)
+        for m in trial_members(study, trial, rank, seeds, epochs, hold_out, subsample)
+    ]
+
+
+def trial_members(
+    study: Study,
+    trial: dict[str, Any],
+    rank: int,
+    seeds: int,
+    epochs: int | None,
+    hold_out: bool = False,
+    subsample: float = 1.0,
+) -> list[Member]:
+    """The `seeds` members of one trial, the `rank`-th best of its study (0: the best)."""
     # Seeds differ between studies run with different --seed, so repeated runs are independent.
     base = 1000 * int(study.read().get("seed", 0))
     # Named apart: a member drawn from a share of the images is another member than the
@@ -95,34 +114,32 @@ def plan_members(
     suffix = (SUBSAMPLE_SUFFIX.format(100 * subsample) if subsample < 1 else "") + (
         HOLD_OUT_SUFFIX if hold_out else ""
     )
-    for rank, trial in enumerate(best_trials(study, top)):
-        values = trial["hyperparameters"]["values"]
-        config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-        best_epoch = int(trial["best_step"]) + 1
-        # One seed per member, not per study: members sharing a seed start from the same
-        # convolution kernels and see the same batches and augmentations, so they err alike
-        # and their average gains little (full preset seeds 0-5, BENCHMARKS.md). Numbered by
-        # rank, so a larger --top keeps the members already trained.
-        start = base + rank * seeds
-        for seed in range(start, start + seeds):
-            members.append(
-                Member(
-                    name=f"t{trial['trial_id']}_s{seed}{suffix}",
-                    trial_id=trial["trial_id"],
-                    seed=seed,
-                    epochs=epochs or best_epoch,
-                    val_accuracy=float(trial["score"]),
-                    best_epoch=best_epoch,
-                    config=config,
-                    hold_out=hold_out,
-                    subsample=subsample,
-                )
-            )
-    return members
+    values = trial["hyperparameters"]["values"]
+    config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    best_epoch = int(trial["best_step"]) + 1
+    # One seed per member, not per study: members sharing a seed start from the same
+    # convolution kernels and see the same batches and augmentations, so they err alike
+    # and their average gains little. Numbered by rank, so a larger --top keeps the members
+    # already trained.
+    start = base + rank * seeds
+    return [
+        Member(
+            name=f"t{trial['trial_id']}_s{seed}{suffix}",
+            trial_id=trial["trial_id"],
+            seed=seed,
+            epochs=epochs or best_epoch,
+            val_accuracy=float(trial["score"]),
+            best_epoch=best_epoch,
+            config=config,
+            hold_out=hold_out,
+            subsample=subsample,
+        )
+        for seed in range(start, start + seeds)
+    ]
 
 
-def member_dir(study: Study, name: str) -> Path:
-    return study.dir / "retrain" / name
+def member_dir(study: Study, name: str, stage: str = RETRAIN_DIR) -> Path:
+    return study.dir / stage / name
 
 
 def load_study_data(study: Study) -> data_mod.Dataset:
@@ -208,7 +225,7 @@ class TimeBudget:
     """
 
     def __init__(self, study: Study, members: list[Member], x: Any, y: Any, seconds: float):
-        self.path = study.dir / "retrain" / BUDGET_FILE
+        self.path = study.dir / RETRAIN_DIR / BUDGET_FILE
         self.deadline = time.monotonic() + seconds
         self.images = len(y)
         recorded = read_json(self.path) if self.path.exists() else {}
@@ -304,9 +321,14 @@ class TimeBudget:
 
 
 def retrain(
-    study: Study, members: list[Member], console: Console, time_budget: float | None = None
+    study: Study,
+    members: list[Member],
+    console: Console,
+    time_budget: float | None = None,
+    stage: str = RETRAIN_DIR,
 ) -> list[Path]:
-    """Train every unfinished member; return the folders of the finished ones.
+    """Train every unfinished member into `study.dir / stage`; return the folders of the
+    finished ones.
 
     With `time_budget` (seconds from now), each member's epochs are sized to fit it
     (`TimeBudget`).
@@ -321,7 +343,7 @@ def retrain(
         split = validation_split(study, dataset)
         x, y = split.x_train, split.y_train
         console.print(f"Holding out the study's {len(split.y_val):,} validation images")
-    todo = [m for m in members if not (member_dir(study, m.name) / MANIFEST).exists()]
+    todo = [m for m in members if not (member_dir(study, m.name, stage) / MANIFEST).exists()]
     budget = (
         TimeBudget(study, todo, x, y, time_budget) if todo and time_budget is not None else None
     )
@@ -349,21 +371,26 @@ def retrain(
         rest = [epochs for epochs in rest if epochs]  # not those left out
         before, started = clock["epochs"], time.monotonic()
         progress = EpochProgress(console, label, rest, clock)
-        train_member(study, member, x, y, progress)
+        train_member(study, member, x, y, progress, stage)
         if budget:
             budget.trained(member, clock["epochs"] - before, time.monotonic() - started)
     return [
-        member_dir(study, m.name)
+        member_dir(study, m.name, stage)
         for m in members
-        if (member_dir(study, m.name) / MANIFEST).exists()
+        if (member_dir(study, m.name, stage) / MANIFEST).exists()
     ]
 
 
 def train_member(
-    study: Study, member: Member, x: Any, y: Any, progress: keras.callbacks.Callback
+    study: Study,
+    member: Member,
+    x: Any,
+    y: Any,
+    progress: keras.callbacks.Callback,
+    stage: str = RETRAIN_DIR,
 ) -> None:
     """Train `member` on `x`, `y` (its own share of them, if it subsamples) and save it."""
-    folder = member_dir(study, member.name)
+    folder = member_dir(study, member.name, stage)
     folder.mkdir(parents=True, exist_ok=True)
     size = round(member.subsample * len(y))
     if size < len(y):  # a share that rounds to every image (0.99999 of 60,000) draws them all
@@ -400,21 +427,23 @@ def train_member(
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
-def finished_members(study: Study) -> list[tuple[dict[str, Any], Path]]:
+def finished_members(study: Study, stage: str = RETRAIN_DIR) -> list[tuple[dict[str, Any], Path]]:
     """(manifest, model path) of every finished member, in the order `plan_members` plans
     them: by seed, which numbers members by their trial's rank (names sort t0_s10 before
     t0_s2)."""
+    folder = study.dir / stage
     found = []
-    for manifest in (study.dir / "retrain").glob(f"*/{MANIFEST}"):
+    for manifest in folder.glob(f"*/{MANIFEST}"):
         model = manifest.parent / MODEL_FILE
         if not model.exists():
             raise StudyError(f"{model}: missing; delete {manifest.parent} and retrain")
         found.append((read_json(manifest), model))
     if not found:
-        raise StudyError(f"study '{study.name}' has no retrained members; run `digits retrain`")
+        # Each stage's folder is named after the command that fills it.
+        raise StudyError(f"study '{study.name}' has no members in {folder}/; run `digits {stage}`")
     if len({m.get("hold_out", False) for m, _ in found}) > 1:
         raise StudyError(
-            f"{study.dir / 'retrain'}: members trained with and without --hold-out (names "
+            f"{folder}: members trained with and without --hold-out (names "
             f"ending {HOLD_OUT_SUFFIX}) do not make one ensemble; delete one kind"
         )
     return sorted(found, key=lambda item: item[0]["seed"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ from rich.table import Table
 
 from search import data as data_mod
 from search.hypermodel import DigitsHyperModel, images_per_second
-from search.results import failure_reason, update_csv, write_stats
+from search.results import (
+    failure_reason,
+    format_score,
+    noise_line,
+    seed_noise,
+    trial_rows,
+    update_csv,
+    write_scores,
+    write_stats,
+)
 from search.space import Space
 from search.study import Study, StudyError, new_record, read_json
 
@@ -159,10 +169,66 @@ def make_strategy(name: str | None) -> Any:
     return tf.distribute.MirroredStrategy(devices=cpus)
 
 
+class ScoredExecutions:
+    """keras-tuner's tuners, keeping the score of every execution of a trial.
+
+    keras-tuner averages the executions (`executions_per_trial`) into one score and keeps no
+    spread, so seed noise could not be told from a real difference. `run_trial`, its hook for
+    a trial's training, records each execution's best validation accuracy in the trial's
+    `scores.json`, and their mean and standard deviation as scalars in each of the trial's
+    TensorBoard runs (group "search"), where the HParams dashboard shows them beside the
+    hyperparameters.
+    """
+
+    def __init__(self, *args: Any, tensorboard_dir: Path, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tensorboard_dir = tensorboard_dir
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> list:
+        histories = super().run_trial(trial, *args, **kwargs)
+        scores = [round(max(h.history[OBJECTIVE]), 6) for h in histories]
+        write_scores(Path(self.get_trial_dir(trial.trial_id)), scores)
+        log_scores(self.tensorboard_dir / str(trial.trial_id), scores)
+        return histories
+
+
+def log_scores(trial_runs: Path, scores: list[float]) -> None:
+    """Mean and standard deviation of `scores` as scalars in every TensorBoard run (one per
+    execution) of a trial: each run of a session group then reports the same trial-level
+    figures."""
+    import tensorflow as tf
+
+    mean = statistics.mean(scores)
+    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    for run in sorted(p for p in trial_runs.glob("*") if p.is_dir()):
+        writer = tf.summary.create_file_writer(str(run / "search"))
+        with writer.as_default():
+            tf.summary.scalar(f"{OBJECTIVE}_mean", mean, step=0)
+            tf.summary.scalar(f"{OBJECTIVE}_std", std, step=0)
+        writer.close()
+
+
+class HyperbandTuner(ScoredExecutions, kt.Hyperband):
+    pass
+
+
+class RandomTuner(ScoredExecutions, kt.RandomSearch):
+    pass
+
+
+class BayesianTuner(ScoredExecutions, kt.BayesianOptimization):
+    pass
+
+
+class GridTuner(ScoredExecutions, kt.GridSearch):
+    pass
+
+
 def make_tuner(
     kind: str, hypermodel: DigitsHyperModel, study: Study, opts: SearchOptions, plan: Plan
 ) -> kt.Tuner:
     common = dict(
+        tensorboard_dir=study.tensorboard_dir,
         distribution_strategy=make_strategy(opts.strategy),
         hypermodel=hypermodel,
         objective=kt.Objective(OBJECTIVE, "max"),
@@ -174,15 +240,13 @@ def make_tuner(
         overwrite=False,
     )
     if kind == "hyperband":
-        tuner = kt.Hyperband(
+        tuner = HyperbandTuner(
             max_epochs=trial_epochs(hypermodel.space, opts), factor=HYPERBAND_FACTOR, **common
         )
         # keras-tuner's Hyperband takes no trial budget; its oracle honours one all the same.
         tuner.oracle.max_trials = plan.trials
         return tuner
-    cls = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "grid": kt.GridSearch}[
-        kind
-    ]
+    cls = {"random": RandomTuner, "bayesian": BayesianTuner, "grid": GridTuner}[kind]
     return cls(max_trials=plan.trials, **common)
 
 
@@ -371,7 +435,7 @@ def run_search(
             with watch(tuner.oracle) if watch else contextlib.nullcontext([]) as events:
                 tuner.search(verbose=0)  # keras-tuner serves until every trial is done
             update_csv(study)
-            summarize(tuner, space, plan, console, opts.top, events=events)
+            summarize(tuner, space, plan, console, opts.top, trial_rows(study), events=events)
             return tuner
         if role == "worker":
             _pause_when_idle(tuner.oracle)
@@ -395,7 +459,8 @@ def run_search(
             raise StudyError(consecutive_failures(tuner)) from None
         progress.report_ended()
     if role != "worker":
-        summarize(tuner, space, plan, console, opts.top, progress.budget_note)
+        rows = trial_rows(study)
+        summarize(tuner, space, plan, console, opts.top, rows, progress.budget_note)
     return tuner
 
 
@@ -662,25 +727,36 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def edge_warnings(space: Space, values: dict[str, Any]) -> list[str]:
-    """Best values at the edge of their range: the optimum may lie outside the space."""
+def edge_warnings(space: Space, tied: list[dict[str, Any]]) -> list[str]:
+    """Best values at the edge of their range: the optimum may lie outside the space.
+
+    `tied` holds the values of the best trial, then of every trial within seed noise of it.
+    An edge is named only where they all sit on it; where they part, that is said instead,
+    since noise alone may have put the best there.
+    """
     warnings = []
+    best = tied[0]
     for p in space.active():
         edges = p.edges()
-        if edges is None or p.name not in values:
+        if edges is None or p.name not in best:
             continue
         side = (
-            "lower"
-            if values[p.name] == edges[0]
-            else "upper"
-            if values[p.name] == edges[1]
-            else None
+            "lower" if best[p.name] == edges[0] else "upper" if best[p.name] == edges[1] else None
         )
-        if side:
+        if side is None:
+            continue
+        where = f"best {p.name}={_fmt(best[p.name])} sits at the {side} edge of {p.describe()}"
+        seen = sorted({v.get(p.name) for v in tied}, key=str)
+        if len(seen) > 1:
             warnings.append(
-                f"best {p.name}={_fmt(values[p.name])} sits at the {side} edge of "
-                f"{p.describe()}: consider widening the space"
+                f"{where}, but the trials within seed noise of it take "
+                f"{', '.join(map(_fmt, seen))}: no sign yet that the range is too narrow"
             )
+        else:
+            alike = (
+                f" (as do all {len(tied)} trials within seed noise of it)" if len(tied) > 1 else ""
+            )
+            warnings.append(f"{where}{alike}: consider widening the space")
     return warnings
 
 
@@ -690,11 +766,15 @@ def summarize(
     plan: Plan,
     console: Console,
     top: int,
+    rows: list[dict[str, Any]],
     budget_note: str = "",
     events: list[str] | None = None,
 ) -> None:
-    """A table of the best trials (one column each), failures, what happened to workers,
-    and edge warnings."""
+    """A table of the best trials (one column each, mean ± seed spread), failures, what
+    happened to workers, whether the best stand out from seed noise, and edge warnings.
+
+    `rows`: the study's trials as `results.trial_rows` reads them (with each trial's spread).
+    """
     oracle = tuner.oracle
     done = completed_trials(tuner)
     failed = [t for t in oracle.trials.values() if t.status == "FAILED"]
@@ -719,15 +799,20 @@ def summarize(
     if not done:
         return
     best = done[:top]
+    std = {r["trial"]: r["val_std"] for r in rows}
     table = Table(title=f"Best {len(best)} trials by {OBJECTIVE}", title_justify="left")
     table.add_column("", style="bold")
     for rank, t in enumerate(best, 1):
         table.add_column(f"#{rank} {t.trial_id}", justify="right")
-    table.add_row(OBJECTIVE, *(f"{t.score:.4f}" for t in best))
+    table.add_row(OBJECTIVE, *(format_score(t.score, std.get(t.trial_id)) for t in best))
     table.add_row("best epoch", *(str(t.best_step + 1) for t in best))
     for p in space.active():
         if p.tunable:
             table.add_row(p.name, *(_fmt(t.hyperparameters.values.get(p.name, "-")) for t in best))
     console.print(table)
-    for warning in edge_warnings(space, best[0].hyperparameters.values):
+    noise = seed_noise(rows)
+    console.print(noise_line(noise), highlight=False)
+    within = set(noise["within"]) if noise else {done[0].trial_id}
+    tied = [t.hyperparameters.values for t in done if t.trial_id in within]
+    for warning in edge_warnings(space, tied):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)

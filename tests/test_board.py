@@ -91,6 +91,9 @@ def test_every_trial_is_in_the_hparams_dashboard(board, finished_study):
         }
         # The last epoch's validation accuracy; the trial's score is its best epoch's.
         assert 0 < metrics[("validation", "epoch_accuracy")] <= trial["score"] + 1e-6
+        # The trial's score over its executions (one here), with their spread.
+        assert metrics[("search", "val_accuracy_mean")] == pytest.approx(trial["score"])
+        assert metrics[("search", "val_accuracy_std")] == 0
     experiment = post(f"{board}/data/plugin/hparams/experiment", {"experimentName": ""})
     names = {h["name"] for h in experiment["hparamInfos"]}
     assert {"filters_1", "learning_rate"} <= names

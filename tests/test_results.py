@@ -2,6 +2,12 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
+
+import pytest
+from conftest import TINY, random_smoke
+
+from search.results import noise_line, seed_noise
 
 
 def test_results_table_csv_and_json_agree_with_the_trials(finished_study, run_cli, tmp_path):
@@ -46,3 +52,60 @@ def test_results_table_csv_and_json_agree_with_the_trials(finished_study, run_cl
 def test_results_of_a_missing_study(tmp_path, run_cli):
     code, _, err = run_cli("results", "--study", "nope", "--logs", tmp_path)
     assert code == 2 and "no study 'nope'" in err
+
+
+@pytest.fixture(scope="module")
+def repeated(tmp_path_factory):
+    """A 3-trial smoke search whose trials each train 3 times (--executions 3), and its
+    output."""
+    from search.cli import main
+
+    logs = tmp_path_factory.mktemp("repeated") / "logs"
+    code = main([*random_smoke(3), *TINY, "--executions", "3", "--logs", str(logs)])
+    assert code == 0
+    return logs
+
+
+@pytest.mark.slow
+def test_each_execution_is_kept_and_the_results_show_mean_and_spread(repeated, run_cli):
+    code, out, _ = run_cli("results", "--study", "smoke", "--logs", repeated, "--json")
+    rows = json.loads(out)
+    trials = {
+        json.loads(p.read_text())["trial_id"]: json.loads(p.read_text())
+        for p in (repeated / "smoke" / "tuner").glob("trial_*/trial.json")
+    }
+    for r in rows:
+        assert r["executions"] == 3 and len(r["val_scores"]) == 3
+        # keras-tuner's score is the mean of the executions' best epochs; the spread is theirs.
+        assert statistics.mean(r["val_scores"]) == pytest.approx(trials[r["trial"]]["score"])
+        assert r["val_std"] == pytest.approx(statistics.stdev(r["val_scores"]))
+    with open(repeated / "smoke" / "trials.csv", newline="") as f:
+        stored = {r["trial"]: r for r in csv.DictReader(f)}
+    for r in rows:
+        assert float(stored[r["trial"]]["val_std"]) == pytest.approx(r["val_std"])
+        assert [float(v) for v in stored[r["trial"]]["val_scores"].split()] == r["val_scores"]
+    code, out, _ = run_cli("results", "--study", "smoke", "--logs", repeated)
+    best = rows[0]
+    assert code == 0 and f"{best['val_accuracy']:.4f} ± {best['val_std']:.4f}" in out
+    noise = seed_noise(rows)
+    assert noise_line(noise) in out.replace("\n", " ")
+
+
+def row(trial: str, mean: float, std: float | None, n: int) -> dict:
+    return {"trial": trial, "val_accuracy": mean, "val_std": std, "executions": n}
+
+
+def test_seed_noise_pools_the_spread_and_names_the_trials_it_cannot_separate():
+    rows = [row("a", 0.990, 0.001, 3), row("b", 0.989, 0.002, 3), row("c", 0.980, 0.001, 3)]
+    noise = seed_noise(rows)
+    # Pooled over 2 degrees of freedom each: sqrt((1 + 4 + 1) / 3) thousandths.
+    assert noise["sd"] == pytest.approx(0.001 * 2**0.5)
+    # a - b = 0.001 < 2 * sd * sqrt(2/3) = 0.0023; a - c = 0.010 is not.
+    assert noise["within"] == ["a", "b"]
+    assert "Trials a, b lie within seed noise" in noise_line(noise)
+    assert noise_line(seed_noise(rows[:1] + rows[2:])).startswith("Trial a leads every other")
+
+
+def test_one_execution_per_trial_measures_no_noise():
+    assert seed_noise([row("a", 0.99, None, 1), row("b", 0.98, None, 1)]) is None
+    assert "seed noise is not measured" in noise_line(None)

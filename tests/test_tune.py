@@ -13,7 +13,7 @@ import keras_tuner as kt
 
 from search import space
 from search.study import Study
-from search.tune import SearchOptions, hyperband_epochs, make_plan
+from search.tune import SearchOptions, edge_warnings, hyperband_epochs, make_plan
 
 
 def trials_of(logs: Path, study: str) -> dict[str, dict]:
@@ -229,3 +229,14 @@ def test_hyperband_on_a_tiny_space_ends_with_a_sentence(tmp_path, run_cli, tiny)
     code, out, _ = run_cli("search", "--space", path, *tiny, "--logs", tmp_path / "logs")
     assert code == 0
     assert "the space is exhausted for it" in out
+
+
+def test_an_edge_is_named_only_where_the_trials_within_noise_agree():
+    quick = space.load("quick")  # learning_rate: {0.001, 0.002, 0.004}
+    best = {"learning_rate": 0.004, "dropout_conv": 0.1, "filters_1": 32}
+    (alone,) = edge_warnings(quick, [best])
+    assert "best learning_rate=0.004 sits at the upper edge" in alone and "widening" in alone
+    (agreed,) = edge_warnings(quick, [best, {**best, "filters_1": 24}])
+    assert "as do all 2 trials within seed noise of it" in agreed
+    (parted,) = edge_warnings(quick, [best, {**best, "learning_rate": 0.002}])
+    assert "within seed noise of it take 0.002, 0.004" in parted and "widening" not in parted

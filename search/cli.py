@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import shlex
 import signal
 import socket
@@ -29,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from search import space as space_mod
+from search.budget import parse_duration
 from search.data import DataError
 from search.space import SpaceError
 from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
@@ -838,17 +838,10 @@ def _parent(*flags: str, **kwargs: Any) -> argparse.ArgumentParser:
 
 
 def _duration(text: str) -> float:
-    """'45m', '2h', '1h30m', '90s' or plain seconds -> seconds."""
-    parts = re.fullmatch(
-        r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip()
-    )
-    if not text.strip() or parts is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 45m, 2h or 1h30m")
-    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
-    seconds = h * 3600 + m * 60 + sec
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be positive")
-    return seconds
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(text: str) -> int:

@@ -15,6 +15,7 @@ import gc
 import math
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -238,6 +239,11 @@ def images_per_second(config: dict[str, Any], x: np.ndarray, y: np.ndarray) -> f
     return CALIBRATION_BATCHES * batch / (time.perf_counter() - start)
 
 
+def execution_seed(seed: int, trial_id: str, execution: int) -> int:
+    """A seed of one execution of one trial, stable across processes."""
+    return zlib.crc32(f"{seed}/{trial_id}/{execution}".encode())
+
+
 def release_memory() -> None:
     """Give freed heap back to the system between trials.
 
@@ -257,7 +263,7 @@ class DigitsHyperModel(kt.HyperModel):
         space: what to try.
         train_size: number of training images (sets steps per epoch for the schedules).
         max_epochs: epoch cap per trial; Hyperband passes its own epochs to `fit`.
-        seed: shuffling seed.
+        seed: the study's seed; each execution of each trial derives its own from it.
     """
 
     def __init__(self, space: Space, train_size: int, max_epochs: int | None, seed: int = 0):
@@ -268,6 +274,7 @@ class DigitsHyperModel(kt.HyperModel):
         self.seed = seed
         self._declare_only = False
         self.current_trial: kt.engine.trial.Trial | None = None
+        self.fits: dict[str, int] = {}  # fits begun in this process, by trial id
 
     @contextlib.contextmanager
     def declaring(self) -> Iterator[None]:
@@ -322,7 +329,14 @@ class DigitsHyperModel(kt.HyperModel):
             (c.trial for c in callbacks or [] if getattr(c, "trial", None) is not None), None
         )
         config = hp.values
-        train = make_dataset(x, y, config["batch_size"], config, seed=self.seed)
+        trial_id = self.current_trial.trial_id if self.current_trial else ""
+        execution = self.fits[trial_id] = self.fits.get(trial_id, -1) + 1
+        # Executions of a trial are its seeds: each its own batch order, augmentation draws
+        # and dropout masks, or their spread would understate seed noise. Derived from the
+        # study's seed, the trial and the execution, so a rerun trial trains as it did.
+        seed = execution_seed(self.seed, trial_id, execution)
+        keras.utils.set_random_seed(seed)
+        train = make_dataset(x, y, config["batch_size"], config, seed=seed)
         val = make_dataset(*validation_data, EVAL_BATCH)
         callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
         kwargs.setdefault("verbose", 0)

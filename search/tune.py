@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from search import data as data_mod
+from search.budget import format_duration
 from search.hypermodel import DigitsHyperModel, images_per_second
 from search.results import (
     failure_reason,
@@ -85,9 +86,11 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a search will run: epochs of each planned trial, in order."""
+    """What a search will run: epochs of each planned trial, in order, each trained
+    `executions` times."""
 
     trial_epochs: list[int]
+    executions: int = 1
 
     @property
     def trials(self) -> int:
@@ -95,7 +98,12 @@ class Plan:
 
     @property
     def epochs(self) -> int:
-        return sum(self.trial_epochs)
+        """Epochs trained in all, every execution counted."""
+        return sum(self.trial_epochs) * self.executions
+
+    def epochs_from(self, trial: int) -> int:
+        """Epochs trained by trial number `trial` (0-based) and the ones after it."""
+        return sum(self.trial_epochs[trial:]) * self.executions
 
 
 def hyperband_epochs(max_epochs: int, factor: int = HYPERBAND_FACTOR) -> list[int]:
@@ -126,13 +134,13 @@ def make_plan(space: Space, opts: SearchOptions) -> Plan:
     epochs = trial_epochs(space, opts)
     if opts.tuner == "hyperband":
         per_trial = hyperband_epochs(epochs)
-        return Plan(per_trial[: opts.max_trials] if opts.max_trials else per_trial)
+        return Plan(per_trial[: opts.max_trials] if opts.max_trials else per_trial, opts.executions)
     size = space.size()
     default = size if opts.tuner == "grid" else DEFAULT_MAX_TRIALS
     trials = opts.max_trials or default
     if size is not None:
         trials = min(trials, size)
-    return Plan([epochs] * trials)
+    return Plan([epochs] * trials, opts.executions)
 
 
 def trial_epochs(space: Space, opts: SearchOptions) -> int:
@@ -349,7 +357,9 @@ def describe_plan(
         f"Space {space.name}: {f'{size:,} configurations' if size is not None else 'continuous'}"
     )
     console.print(
-        f"Tuner {opts.tuner}: {plan.trials} trials, {plan.epochs} epochs in all, "
+        f"Tuner {opts.tuner}: {plan.trials} trials"
+        + (f" x {plan.executions} executions" if plan.executions > 1 else "")
+        + f", {plan.epochs} epochs in all, "
         f"on {len(split.y_train):,} training / {len(split.y_val):,} validation images"
     )
     if opts.tuner == "hyperband":
@@ -364,9 +374,26 @@ def describe_plan(
     total = estimate_seconds(plan.epochs, split, images_per_s)
     console.print(
         f"Calibration on this machine: {images_per_s:,.0f} training images/s for the default "
-        f"configuration -> about {_duration(total)} in all (early stopping makes it less; "
+        f"configuration -> about {format_duration(total)} in all (early stopping makes it less; "
         "larger configurations more)."
     )
+    if opts.time_budget:
+        fit = trials_within(plan, opts.time_budget, estimate_seconds(1, split, images_per_s))
+        console.print(
+            f"Time budget {format_duration(opts.time_budget)}: by this estimate {fit} of "
+            f"{plan.trials} trials fit; the search starts none that cannot finish in time."
+        )
+
+
+def trials_within(plan: Plan, seconds: float, epoch_seconds: float) -> int:
+    """How many of the plan's trials, in order, end within `seconds` at `epoch_seconds`."""
+    spent, fit = 0.0, 0
+    for epochs in plan.trial_epochs:
+        spent += epochs * plan.executions * epoch_seconds
+        if spent > seconds:
+            break
+        fit += 1
+    return fit
 
 
 def plan_search(space: Space, opts: SearchOptions, console: Console) -> Plan:
@@ -545,17 +572,6 @@ def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
     return sorted(done, key=lambda t: t.score, reverse=True)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds:.1f}s"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 class SearchProgress(keras.callbacks.Callback):
     """Reports each trial as it starts and ends, with elapsed time and an ETA.
 
@@ -600,14 +616,14 @@ class SearchProgress(keras.callbacks.Callback):
             return True
         if self.epochs_done:
             self.epoch_seconds = (time.monotonic() - self.started) / self.epochs_done
-        need = self.epoch_seconds * self.plan.trial_epochs[following]
+        need = self.epoch_seconds * self.plan.trial_epochs[following] * self.plan.executions
         left = self.deadline - time.monotonic()
         if need <= left:
             return True
         oracle.max_trials = following  # keras-tuner's own stop: it creates no further trial
         self.budget_note = (
-            f"[yellow]Time budget:[/] the next trial needs about {_duration(need)}, "
-            f"{_duration(max(left, 0))} is left: stopped after {following} of "
+            f"[yellow]Time budget:[/] the next trial needs about {format_duration(need)}, "
+            f"{format_duration(max(left, 0))} is left: stopped after {following} of "
             f"{self.plan.trials} trials. Rerun with a larger --time-budget to continue."
         )
         return False
@@ -683,7 +699,7 @@ class SearchProgress(keras.callbacks.Callback):
             self.console.print(
                 f"  {self.prefix}trial {self.trial_id} {OBJECTIVE} {self.best[0]:.4f} "
                 f"(best at epoch {self.best[1]}, {self.fit_epochs} epoch(s) in "
-                f"{_duration(seconds)})",
+                f"{format_duration(seconds)})",
                 highlight=False,
             )
 
@@ -698,7 +714,7 @@ class SearchProgress(keras.callbacks.Callback):
             trained = ""  # a trial that failed before training has no time or epochs here
             if trial_id == self.trial_id:
                 trained = f", {self.stats['epochs_run']} epoch(s) in "
-                trained += _duration(self.stats["seconds"])
+                trained += format_duration(self.stats["seconds"])
                 trained += ", stopped early" if self.stats["stopped_early"] else ""
             if trial.status == "COMPLETED":
                 outcome = (
@@ -713,12 +729,12 @@ class SearchProgress(keras.callbacks.Callback):
     def _eta(self) -> str:
         elapsed = time.monotonic() - self.started
         ended = len(self.tuner.oracle.end_order)
-        remaining = sum(self.plan.trial_epochs[ended:])
+        remaining = self.plan.epochs_from(ended)
         if not self.epochs_done or not remaining:
-            return f"elapsed {_duration(elapsed)}"
+            return f"elapsed {format_duration(elapsed)}"
         eta = elapsed / self.epochs_done * remaining
         left = f"at most {remaining} epoch(s) left"
-        return f"elapsed {_duration(elapsed)}, ETA {_duration(eta)} ({left})"
+        return f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)} ({left})"
 
 
 def _fmt(v: Any) -> str:

@@ -56,3 +56,18 @@ def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, c
     assert stopped.value.code == 2
     assert "--subsample: must be a share in (0, 1], got 1.5" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_answers_without_tensorflow_and_names_every_command(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "search", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    for command in ("search", "fidelity", "results", "retrain", "run", "predict", "board"):
+        assert command in done.stdout
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "tensorflow" not in imported and "keras" not in imported

@@ -133,3 +133,12 @@ def test_nan_loss_fails_the_trial_at_once():
             callbacks=[PoisonWeights()],
             epochs=5,
         )
+
+
+def test_each_execution_of_each_trial_has_its_own_stable_seed():
+    from search.hypermodel import execution_seed
+
+    seeds = {execution_seed(0, t, e) for t in ("0", "1", "12") for e in range(3)}
+    assert len(seeds) == 9  # every execution of every trial apart
+    assert execution_seed(0, "1", 2) == execution_seed(0, "1", 2)  # a rerun trains alike
+    assert execution_seed(1, "1", 2) != execution_seed(0, "1", 2)  # another --seed differs

@@ -240,3 +240,12 @@ def test_an_edge_is_named_only_where_the_trials_within_noise_agree():
     assert "as do all 2 trials within seed noise of it" in agreed
     (parted,) = edge_warnings(quick, [best, {**best, "learning_rate": 0.002}])
     assert "within seed noise of it take 0.002, 0.004" in parted and "widening" not in parted
+
+
+def test_a_plan_counts_every_execution():
+    smoke = space.load("smoke")
+    once = make_plan(smoke, SearchOptions(study="s", tuner="random", max_trials=3))
+    thrice = make_plan(smoke, SearchOptions(study="s", tuner="random", max_trials=3, executions=3))
+    assert thrice.trials == once.trials == 3
+    assert thrice.epochs == 3 * once.epochs == 3 * 3 * 2  # the space's 2 epochs per trial
+    assert thrice.epochs_from(1) == 2 * 3 * 2

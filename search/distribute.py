@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from search import space as space_mod
+from search.space import Space
 from search.study import Study, StudyError, periodically, write_atomic
 
 CONNECT_TIMEOUT = 60.0  # seconds a worker waits for its chief before giving up
+WORKER_TIMEOUT = 60.0  # seconds of silence after which a chief gives a worker's trial away
 MAX_RESTARTS = 3  # per worker, in a local distributed search
 POLL = 0.5
 BEAT = 2.0  # seconds between a worker's heartbeats
@@ -80,11 +84,25 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "search", *args], env={**os.environ, **env})
 
 
-def run_local(search_args: list[str], study: Study, workers: int, console: Console) -> int:
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """`argv` without `flag VALUE` (or `flag=VALUE`)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(f"{flag}="):
+            out.append(a)
+    return out
+
+
+def run_local(argv: list[str], study: Study, workers: int, console: Console) -> int:
     """A chief and `workers` workers on 127.0.0.1; returns the chief's exit status.
 
-    `search_args` are the `digits search` arguments without `--workers`.
+    `argv`: the `digits search` arguments, `--workers N` among them.
     """
+    search_args = without_flag(argv, "--workers")
     port = free_port()
     address = f"127.0.0.1:{port}"
     chief = _spawn([*search_args, "--chief", address], {})
@@ -139,24 +157,22 @@ def run_local(search_args: list[str], study: Study, workers: int, console: Conso
     return chief.returncode
 
 
-def worker_options(study: Study) -> dict:
-    """The search settings a worker takes from the study record the chief wrote."""
+def worker_settings(study: Study) -> tuple[Space, dict[str, Any]]:
+    """The space and the search options a worker takes from the study record the chief
+    wrote (the space's text, so every worker searches the chief's space)."""
     record = study.read()
-    return {
-        "space_toml": record["space_toml"],
-        "space_path": record["space"]["path"],
-        "options": {
-            "tuner": record["tuner"],
-            "max_trials": record["max_trials"],
-            "max_epochs": record["max_epochs"],
-            "train_size": record["data"]["train"],
-            "val_size": record["data"]["val"],
-            "executions": record["executions"],
-            "patience": record["patience"],
-            "seed": record["seed"],
-            "data": record["data"]["path"],
-            "strategy": record.get("strategy"),
-        },
+    space = space_mod.parse(tomllib.loads(record["space_toml"]), Path(record["space"]["path"]))
+    return space, {
+        "tuner": record["tuner"],
+        "max_trials": record["max_trials"],
+        "max_epochs": record["max_epochs"],
+        "train_size": record["data"]["train"],
+        "val_size": record["data"]["val"],
+        "executions": record["executions"],
+        "patience": record["patience"],
+        "seed": record["seed"],
+        "data": record["data"]["path"],
+        "strategy": record.get("strategy"),
     }
 
 

@@ -29,10 +29,10 @@ import tensorflow as tf
 
 from search.data import IMAGE_SHAPE
 from search.ensemble import ENSEMBLE_FILE, EVALUATION_FILE, ensemble_dir
+from search.options import EXPORT_FORMATS
 from search.retrain import finished_members
 from search.study import Study, StudyError, read_json, versions, write_atomic
 
-FORMATS = ("keras", "savedmodel", "tflite")
 MEMBER_FIELDS = ("name", "trial_id", "seed", "epochs", "val_accuracy", "hold_out", "config")
 DEFAULT_ROOT = Path("best_models")
 
@@ -102,11 +102,11 @@ def export(
     study: Study, name: str, formats: tuple[str, ...], command: str, root: Path = DEFAULT_ROOT
 ) -> Path:
     """Write `root/name/` atomically from the study's ensemble; return its path."""
-    unknown = set(formats) - set(FORMATS)
+    unknown = set(formats) - set(EXPORT_FORMATS)
     if unknown:
         raise StudyError(
             f"unknown export format(s) {', '.join(sorted(unknown))}; "
-            f"choose from {', '.join(FORMATS)}"
+            f"choose from {', '.join(EXPORT_FORMATS)}"
         )
     source = ensemble_dir(study)
     if not (source / ENSEMBLE_FILE).exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -30,6 +31,15 @@ class Prediction:
     digit: int
     probability: float
     top3: list[tuple[int, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The prediction as `digits predict --json` prints it."""
+        return {
+            "file": self.file,
+            "digit": self.digit,
+            "probability": round(self.probability, 6),
+            "top3": [{"digit": d, "probability": round(q, 6)} for d, q in self.top3],
+        }
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -28,6 +28,7 @@ from rich.table import Table
 from search import data as data_mod
 from search.budget import format_duration
 from search.hypermodel import DigitsHyperModel, images_per_second
+from search.options import TUNERS, SearchOptions
 from search.results import (
     failure_reason,
     format_score,
@@ -45,7 +46,6 @@ from search.study import Study, StudyError, new_record, read_json
 # The reason is reported here in one line, and the traceback stays in the trial's trial.json.
 kt_config.DEBUG = False
 
-TUNERS = ("hyperband", "random", "bayesian", "grid")
 OBJECTIVE = "val_accuracy"
 DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
 HYPERBAND_FACTOR = 3
@@ -60,28 +60,6 @@ IDENTITY = {
     "data": lambda r: [r["data"][k] for k in ("sha256", "train", "val")],
     "seed": lambda r: r["seed"],
 }
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """Everything a search needs besides the space; the CLI fills it from its flags."""
-
-    study: str
-    tuner: str = "hyperband"
-    max_trials: int | None = None
-    max_epochs: int | None = None
-    train_size: int | None = None
-    val_size: int = 5000
-    executions: int = 1
-    patience: int = 3
-    seed: int = 0
-    data: str | None = None
-    root: Path = Path("logs")
-    overwrite: bool = False
-    top: int = 5
-    time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
-    strategy: str | None = None  # "mirrored": each trial on all local GPUs (tf.distribute)
-    max_failures: int = 3  # consecutive failed trials that stop the search
 
 
 @dataclass(frozen=True)

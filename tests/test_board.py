@@ -11,6 +11,8 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
+
 
 def free_port() -> int:
     with socket.socket() as s:

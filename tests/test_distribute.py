@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
+
 SEARCH = [
     "search",
     "--space",

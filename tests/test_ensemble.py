@@ -15,6 +15,8 @@ from search.ensemble import TTA_SHIFTS, build_ensemble, in_float32
 from search.hypermodel import compile_model
 from search.model import build_model
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
+
 
 def roll_zero(x: np.ndarray, down: int, right: int) -> np.ndarray:
     """`x` [N, 28, 28] moved by whole pixels, zeros shifted in: the numpy reference."""

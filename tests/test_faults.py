@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import smoke_run
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
 
 
 def test_run_killed_during_retraining_resumes_to_the_end(tmp_path, mnist_subset):

@@ -8,7 +8,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+import pytest
 from memory import measure
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
 
 # Per trial after the first few: ~5 MiB before the eager optimizer/metric build, ~2 after.
 MAX_GROWTH_PER_TRIAL_MIB = 3.6

@@ -13,6 +13,8 @@ from conftest import LOADERS, exported_probs, smoke_run
 from search import data
 from search.cli import main
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
+
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, mnist_subset):

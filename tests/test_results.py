@@ -10,6 +10,7 @@ from conftest import TINY, random_smoke
 from search.results import noise_line, seed_noise
 
 
+@pytest.mark.slow
 def test_results_table_csv_and_json_agree_with_the_trials(finished_study, run_cli, tmp_path):
     trials = {
         t["trial_id"]: t

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras_tuner as kt
+import pytest
 
 from search import space
 from search.study import Study
@@ -23,6 +24,7 @@ def trials_of(logs: Path, study: str) -> dict[str, dict]:
     }
 
 
+@pytest.mark.slow
 def test_search_records_study_trials_and_tensorboard(finished_study):
     record = json.loads((finished_study / "smoke" / "study.json").read_text())
     assert record["tuner"] == "random" and record["space"]["name"] == "smoke"
@@ -37,6 +39,7 @@ def test_search_records_study_trials_and_tensorboard(finished_study):
         assert (finished_study / "smoke" / "tensorboard" / t["trial_id"] / "execution0").is_dir()
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_study_adds_nothing(finished_study, run_cli, tiny):
     before = trials_of(finished_study, "smoke")
     argv = ["search", "--space", "smoke", "--tuner", "random", "--max-trials", "3", *tiny]
@@ -45,6 +48,7 @@ def test_rerunning_a_finished_study_adds_nothing(finished_study, run_cli, tiny):
     assert trials_of(finished_study, "smoke") == before
 
 
+@pytest.mark.slow
 def test_a_study_made_differently_is_refused(finished_study, run_cli, tiny):
     code, _, err = run_cli(
         "search", "--space", "smoke", "--tuner", "grid", *tiny, "--logs", finished_study
@@ -52,6 +56,7 @@ def test_a_study_made_differently_is_refused(finished_study, run_cli, tiny):
     assert code == 2 and "was made with a different tuner" in err and "--overwrite" in err
 
 
+@pytest.mark.slow
 def test_search_output_shows_progress_and_best_table(tmp_path, run_cli, tiny):
     code, out, _ = run_cli(
         "search", "--space", "smoke", "--tuner", "grid", *tiny, "--logs", tmp_path
@@ -65,6 +70,7 @@ def test_search_output_shows_progress_and_best_table(tmp_path, run_cli, tiny):
     assert "\x1b[" not in out  # no control codes when the output is not a terminal
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, run_cli, tiny):
     path = tmp_path / "unbuildable.toml"
     path.write_text(
@@ -81,6 +87,7 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, run_cli, tiny
     assert statuses == ["COMPLETED", "FAILED"]
 
 
+@pytest.mark.slow
 def test_consecutive_failures_stop_the_search_with_their_causes(tmp_path, run_cli, tiny):
     path = tmp_path / "broken.toml"
     path.write_text(
@@ -96,6 +103,7 @@ def test_consecutive_failures_stop_the_search_with_their_causes(tmp_path, run_cl
     assert "a 9x9 window does not fit" in err
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, smoke_search):
     logs = tmp_path / "logs"
     argv = [sys.executable, "-m", "search", *smoke_search(4, "--logs", logs)]
@@ -177,6 +185,7 @@ def test_plan_prints_trials_and_an_estimate_without_training(tmp_path, run_cli, 
     assert not (tmp_path / "seed_v2").exists()
 
 
+@pytest.mark.slow
 def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, smoke_search):
     argv = smoke_search(2, "--logs", tmp_path)
     code, out, _ = run_cli(*argv, "--time-budget", "0.01s")
@@ -187,6 +196,7 @@ def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, smok
     assert len(trials_of(tmp_path, "smoke")) == 2
 
 
+@pytest.mark.slow
 def test_bayesian_tuner_keeps_going_after_failed_trials(tmp_path, run_cli, tiny):
     path = tmp_path / "half_broken.toml"
     path.write_text(
@@ -220,6 +230,7 @@ def test_bayesian_tuner_keeps_going_after_failed_trials(tmp_path, run_cli, tiny)
     assert done == sorted(done, reverse=True)
 
 
+@pytest.mark.slow
 def test_hyperband_on_a_tiny_space_ends_with_a_sentence(tmp_path, run_cli, tiny):
     path = tmp_path / "two.toml"
     path.write_text(

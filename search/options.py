@@ -1,0 +1,113 @@
+"""What a search, a retraining or an export is asked to do: every default and every check of
+an option's value, defined once.
+
+Kept free of TensorFlow: the command line reads its defaults, choices and value checks from
+here, so `digits --help` answers at once, and the modules that train read the same values.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.budget import parse_duration
+
+TUNERS = ("hyperband", "random", "bayesian", "grid")
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
+MODELS_ROOT = Path("best_models")  # where `digits export` writes, one folder per model
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything a search needs besides the space; the CLI fills it from its flags."""
+
+    study: str
+    tuner: str = "hyperband"
+    max_trials: int | None = None
+    max_epochs: int | None = None
+    train_size: int | None = None
+    val_size: int = 5000
+    executions: int = 1
+    patience: int = 3
+    seed: int = 0
+    data: str | None = None
+    root: Path = Path("logs")
+    overwrite: bool = False
+    top: int = 5
+    time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
+    strategy: str | None = None  # "mirrored": each trial on all local GPUs (tf.distribute)
+    max_failures: int = 3  # consecutive failed trials that stop the search
+
+
+# `digits run --preset NAME`: a built-in space, how to search it, how to retrain its best
+# configurations (search.pipeline runs them).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {  # the README's main job: within 15 minutes on a 2-core CPU
+        "space": "quick",
+        "search": {"tuner": "random", "max_trials": 4, "max_epochs": 2, "train_size": 10000},
+        # As many epochs as the budget leaves, up to 12 (by then the space's per-epoch decay
+        # has cut the rate below 3% of its start); one member alone where two would get
+        # fewer than retrain.MIN_EPOCHS each.
+        "retrain": {"top": 2, "seeds": 1, "epochs": 12},
+        "time_budget": 15 * 60,
+    },
+    "seed": {  # the original write-up's families
+        "space": "seed_v2",
+        "search": {"tuner": "hyperband", "max_epochs": 6},
+        "retrain": {"top": 3, "seeds": 1, "epochs": None},
+    },
+    "full": {  # the best accuracy within 2 hours on a 2-core CPU
+        "space": "full",
+        # Every one of the space's 6 configurations (dense width x learning rate), 3 epochs.
+        "search": {"tuner": "grid", "max_epochs": 3, "train_size": 20000},
+        # Five members of up to 40 epochs, each sized to the time left as it starts: on the
+        # validation split 40 epochs erred less than 24 and 60 no less, and five different
+        # configurations averaged better than three (BENCHMARKS.md, experiments).
+        "retrain": {"top": 5, "seeds": 1, "epochs": 40},
+        "time_budget": 2 * 3600,
+    },
+    "smoke": {  # for tests: seconds
+        "space": "smoke",
+        "search": {
+            "tuner": "random",
+            "max_trials": 2,
+            "max_epochs": 1,
+            "train_size": 600,
+            "val_size": 200,
+        },
+        "retrain": {"top": 2, "seeds": 1, "epochs": 1},
+    },
+}
+
+
+# Value checks, as argparse types: a bad value is one line naming the option and the problem.
+def at_least(low: int, kind: type = int) -> Callable[[str], Any]:
+    """A number of `kind` no lower than `low`."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
+
+
+def share(text: str) -> float:
+    """A share of the images, in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {value}")
+    return value
+
+
+def duration(text: str) -> float:
+    """Seconds of a duration as `budget.parse_duration` reads it: 45m, 2h, 1h30."""
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

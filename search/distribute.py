@@ -226,70 +226,88 @@ def watch_workers(
     that was already ended elsewhere is ignored, so no trial counts twice. Yields the list of
     what happened, filled while the body runs.
     """
-    import keras_tuner as kt
-    from keras_tuner.src.engine import trial as trial_module
+    watch = WorkerWatch(oracle, study, timeout, console)
+    with periodically(POLL, watch.check, "watchdog"):
+        yield watch.events
 
-    events: list[str] = []
 
-    def report(line: str) -> None:
-        events.append(line)
-        console.print(f"[yellow]{escape(line)}[/]")
+class WorkerWatch:
+    """The chief's side of `watch_workers`: the oracle's trial hand-out and hand-in, wrapped,
+    and a check of every worker's heartbeat."""
 
-    create, end = oracle.create_trial, oracle.end_trial
+    def __init__(self, oracle: Any, study: Study, timeout: float, console: Console):
+        import keras_tuner as kt
 
-    @kt.synchronized
-    def create_trial(oracle: Any, tuner_id: str) -> Any:
-        trial = create(tuner_id)
+        from search.kt_internals import replace_method
+
+        self.oracle, self.study, self.timeout, self.console = oracle, study, timeout, console
+        self.events: list[str] = []
+        self.seen: dict[str, tuple[str, float]] = {}  # each worker's last beat, and when
+        self.release = kt.synchronized(WorkerWatch._release)
+        self.watched = kt.synchronized(WorkerWatch._watched)
+        # keras-tuner's lock is per oracle: each replacement runs bound to it.
+        create = kt.synchronized(self._create_trial).__get__(oracle)
+        end = kt.synchronized(self._end_trial).__get__(oracle)
+        self.create = replace_method(oracle, "create_trial", create)
+        self.end = replace_method(oracle, "end_trial", end)
+
+    def report(self, line: str) -> None:
+        self.events.append(line)
+        self.console.print(f"[yellow]{escape(line)}[/]")
+
+    def _create_trial(self, oracle: Any, tuner_id: str) -> Any:
+        from keras_tuner.engine import trial as trial_module
+
+        trial = self.create(tuner_id)
         if trial.status == trial_module.TrialStatus.STOPPED and oracle.ongoing_trials:
             oracle.tuner_ids.add(tuner_id)  # keras-tuner removed it: it was sent home
             return trial_module.Trial(oracle.get_space(), status=trial_module.TrialStatus.IDLE)
         return trial
 
-    @kt.synchronized
-    def end_trial(oracle: Any, trial: Any) -> None:
+    def _end_trial(self, oracle: Any, trial: Any) -> None:
         if trial.trial_id in oracle.end_order:
-            report(f"ignored a late result for trial {trial.trial_id}, already ended elsewhere")
+            self.report(
+                f"ignored a late result for trial {trial.trial_id}, already ended elsewhere"
+            )
             return
-        if trial.trial_id in oracle._retry_queue:  # a silent worker came back and finished
-            oracle._retry_queue.remove(trial.trial_id)
-        end(trial)
+        from search.kt_internals import drop_retry
 
-    @kt.synchronized
-    def release(oracle: Any, tuner_id: str) -> str | None:
+        drop_retry(oracle, trial.trial_id)  # a silent worker came back and finished it
+        self.end(trial)
+
+    @staticmethod
+    def _release(oracle: Any, tuner_id: str) -> str | None:
         oracle.tuner_ids.discard(tuner_id)
         trial = oracle.ongoing_trials.pop(tuner_id, None)
         if trial is None:
             return None
-        oracle._retry_queue.append(trial.trial_id)
+        from search.kt_internals import retry_later
+
+        retry_later(oracle, trial.trial_id)
         oracle.save()
         return trial.trial_id
 
-    @kt.synchronized
-    def watched(oracle: Any) -> set[str]:
+    @staticmethod
+    def _watched(oracle: Any) -> set[str]:
         return set(oracle.tuner_ids) | set(oracle.ongoing_trials)
 
-    seen: dict[str, tuple[str, float]] = {}  # last heartbeat of each worker, and when it changed
-
-    def check() -> None:
+    def check(self) -> None:
+        """Release the trial of every worker whose heartbeat stood still for `timeout`."""
         now = time.monotonic()
-        for tuner_id in sorted(watched(oracle)):
+        for tuner_id in sorted(self.watched(self.oracle)):
             try:
-                beat = heartbeat_path(study, tuner_id).read_text(encoding="utf-8")
+                beat = heartbeat_path(self.study, tuner_id).read_text(encoding="utf-8")
             except FileNotFoundError:  # not started yet, or gone home: nothing to watch
                 continue
-            if seen.get(tuner_id, ("", 0.0))[0] != beat:
-                seen[tuner_id] = (beat, now)
-            elif now - seen[tuner_id][1] > timeout:
-                trial_id = release(oracle, tuner_id)
+            if self.seen.get(tuner_id, ("", 0.0))[0] != beat:
+                self.seen[tuner_id] = (beat, now)
+            elif now - self.seen[tuner_id][1] > self.timeout:
+                trial_id = self.release(self.oracle, tuner_id)
                 if trial_id is not None:
-                    study.discard_curves(trial_id)
+                    self.study.discard_curves(trial_id)
                 during = f" during trial {trial_id}" if trial_id else ""
                 back = f"; trial {trial_id} went back to the queue" if trial_id else ""
-                report(
-                    f"worker {tuner_id} went silent{during} (no heartbeat for {timeout:.0f}s){back}"
+                self.report(
+                    f"worker {tuner_id} went silent{during} (no heartbeat for "
+                    f"{self.timeout:.0f}s){back}"
                 )
-
-    oracle.create_trial = create_trial.__get__(oracle)
-    oracle.end_trial = end_trial.__get__(oracle)
-    with periodically(POLL, check, "watchdog"):
-        yield events

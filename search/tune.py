@@ -20,7 +20,6 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
-from keras_tuner.src import config as kt_config
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -28,6 +27,7 @@ from rich.table import Table
 from search import data as data_mod
 from search.budget import format_duration
 from search.hypermodel import DigitsHyperModel, images_per_second
+from search.kt_internals import quiet_failed_trials, replace_method
 from search.options import TUNERS, SearchOptions
 from search.results import (
     failure_reason,
@@ -42,9 +42,7 @@ from search.results import (
 from search.space import Space
 from search.study import Study, StudyError, new_record, read_json
 
-# keras-tuner prints the whole traceback of every failed trial (its config.DEBUG is True).
-# The reason is reported here in one line, and the traceback stays in the trial's trial.json.
-kt_config.DEBUG = False
+quiet_failed_trials()
 
 OBJECTIVE = "val_accuracy"
 DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
@@ -391,6 +389,37 @@ def _warn_unbuildable(space: Space, console: Console) -> None:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What every role of a search works from: the space as searched, the study, the data
+    split, the study's record and the plan."""
+
+    space: Space
+    study: Study
+    split: data_mod.Split
+    record: dict[str, Any]
+    plan: Plan
+
+
+def prepare(space: Space, opts: SearchOptions, command: str) -> Prepared:
+    check_tuner(space, opts.tuner)
+    if opts.tuner == "hyperband":  # Hyperband owns the epochs
+        space = space.with_fixed("epochs", trial_epochs(space, opts))
+    dataset = data_mod.load(opts.data)
+    split = data_mod.split(dataset, opts.val_size, opts.train_size, opts.seed)
+    record = study_record(space, opts, dataset, split, command)
+    return Prepared(space, Study(opts.study, opts.root), split, record, make_plan(space, opts))
+
+
+def build_tuner(p: Prepared, opts: SearchOptions) -> kt.Tuner:
+    keras.utils.set_random_seed(opts.seed)
+    hypermodel = DigitsHyperModel(
+        p.space, len(p.split.y_train), trial_epochs(p.space, opts), opts.seed
+    )
+    with hypermodel.declaring():
+        return make_tuner(opts.tuner, hypermodel, p.study, opts, p.plan)
+
+
 def run_search(
     space: Space,
     opts: SearchOptions,
@@ -407,66 +436,75 @@ def run_search(
     chief's serving: it yields the list of events (dead workers) the summary reports.
     """
     console = console or Console()
-    check_tuner(space, opts.tuner)
-    if opts.tuner == "hyperband":
-        space = space.with_fixed("epochs", trial_epochs(space, opts))
-    study = Study(opts.study, opts.root)
-    dataset = data_mod.load(opts.data)
-    split = data_mod.split(dataset, opts.val_size, opts.train_size, opts.seed)
-    record = study_record(space, opts, dataset, split, command)
-    plan = make_plan(space, opts)
-    # The chief (or a lone search) owns the study; workers only add trials to it.
-    with contextlib.nullcontext() if role == "worker" else study.lock():
-        if role == "worker":
-            check_resumable(study, record)
-            resuming = True
-        else:
-            resuming = open_study(study, record, opts)
-        keras.utils.set_random_seed(opts.seed)
-        hypermodel = DigitsHyperModel(
-            space, len(split.y_train), trial_epochs(space, opts), opts.seed
-        )
-        with hypermodel.declaring():
-            tuner = make_tuner(opts.tuner, hypermodel, study, opts, plan)
-        if role != "worker":
-            _header(console, space, opts, plan, split, study, resuming)
-            _warn_unbuildable(space, console)
+    p = prepare(space, opts, command)
+    if role == "worker":
+        return work_for_chief(p, opts, console)
+    with p.study.lock():  # the chief (or a lone search) owns the study
+        resuming = open_study(p.study, p.record, opts)
+        tuner = build_tuner(p, opts)
+        _header(console, p.space, opts, p.plan, p.split, p.study, resuming)
+        _warn_unbuildable(p.space, console)
         if role == "chief":
-            address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-            console.print(
-                f"Chief: serving the oracle on {address}; workers join with "
-                f"`digits worker --chief {address} --study {study.name}`"
-            )
-            with watch(tuner.oracle) if watch else contextlib.nullcontext([]) as events:
-                tuner.search(verbose=0)  # keras-tuner serves until every trial is done
-            update_csv(study)
-            summarize(tuner, space, plan, console, opts.top, trial_rows(study), events=events)
-            return tuner
-        if role == "worker":
-            _pause_when_idle(tuner.oracle)
-        progress = SearchProgress(tuner, plan, study, console)
-        within_budget = opts.time_budget is None or progress.set_budget(
-            opts.time_budget, calibrate(space, split), split
-        )
-        try:
-            if within_budget:
-                tuner.search(
-                    split.x_train,
-                    split.y_train,
-                    validation_data=(split.x_val, split.y_val),
-                    callbacks=search_callbacks(study, opts, progress),
-                    verbose=0,
-                )
-        except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
-            if "consecutive failures" not in str(e):
-                raise
-            progress.report_ended()
-            raise StudyError(consecutive_failures(tuner)) from None
-        progress.report_ended()
-    if role != "worker":
-        rows = trial_rows(study)
-        summarize(tuner, space, plan, console, opts.top, rows, progress.budget_note)
+            return serve_workers(tuner, p, opts, console, watch)
+        progress = train_trials(tuner, p, opts, console)
+    rows = trial_rows(p.study)
+    summarize(tuner, p.space, p.plan, console, opts.top, rows, progress.budget_note)
     return tuner
+
+
+def serve_workers(
+    tuner: kt.Tuner,
+    p: Prepared,
+    opts: SearchOptions,
+    console: Console,
+    watch: Callable[[kt.Oracle], contextlib.AbstractContextManager[list[str]]] | None,
+) -> kt.Tuner:
+    """The chief: serve the oracle until the workers have run every trial, then summarise."""
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    console.print(
+        f"Chief: serving the oracle on {address}; workers join with "
+        f"`digits worker --chief {address} --study {p.study.name}`"
+    )
+    with watch(tuner.oracle) if watch else contextlib.nullcontext([]) as events:
+        tuner.search(verbose=0)  # keras-tuner serves until every trial is done
+    update_csv(p.study)
+    summarize(tuner, p.space, p.plan, console, opts.top, trial_rows(p.study), events=events)
+    return tuner
+
+
+def work_for_chief(p: Prepared, opts: SearchOptions, console: Console) -> kt.Tuner:
+    """A worker: train the trials the chief hands out; the chief keeps the study."""
+    check_resumable(p.study, p.record)
+    tuner = build_tuner(p, opts)
+    _pause_when_idle(tuner.oracle)
+    train_trials(tuner, p, opts, console)
+    return tuner
+
+
+def train_trials(
+    tuner: kt.Tuner, p: Prepared, opts: SearchOptions, console: Console
+) -> SearchProgress:
+    """Run the tuner's trials in this process, within the time budget if there is one."""
+    progress = SearchProgress(tuner, p.plan, p.study, console)
+    within_budget = opts.time_budget is None or progress.set_budget(
+        opts.time_budget, calibrate(p.space, p.split), p.split
+    )
+    try:
+        if within_budget:
+            tuner.search(
+                p.split.x_train,
+                p.split.y_train,
+                validation_data=(p.split.x_val, p.split.y_val),
+                callbacks=search_callbacks(p.study, opts, progress),
+                verbose=0,
+            )
+    except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
+        if "consecutive failures" not in str(e):
+            raise
+        progress.report_ended()
+        raise StudyError(consecutive_failures(tuner)) from None
+    progress.report_ended()
+    return progress
 
 
 def _pause_when_idle(client: Any) -> None:
@@ -475,7 +513,6 @@ def _pause_when_idle(client: Any) -> None:
     keras-tuner's worker asks again at once: a loop of requests on the cores the other
     workers train on, for as long as a Hyperband round or the last trials take.
     """
-    create = client.create_trial
 
     def create_trial(tuner_id: str) -> kt.engine.trial.Trial:
         trial = create(tuner_id)
@@ -483,7 +520,7 @@ def _pause_when_idle(client: Any) -> None:
             time.sleep(IDLE_PAUSE)
         return trial
 
-    client.create_trial = create_trial
+    create = replace_method(client, "create_trial", create_trial)
 
 
 def open_study(study: Study, record: dict[str, Any], opts: SearchOptions) -> bool:

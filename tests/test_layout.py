@@ -16,6 +16,7 @@ ORDER = [
     "options",
     "results",
     "importance",
+    "kt_internals",
     "model",
     "hypermodel",
     "tune",

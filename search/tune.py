@@ -153,27 +153,132 @@ def make_strategy(name: str | None) -> Any:
     return tf.distribute.MirroredStrategy(devices=cpus)
 
 
-class ScoredExecutions:
-    """keras-tuner's tuners, keeping the score of every execution of a trial.
+class DigitsTuner:
+    """keras-tuner's tuners with the toolkit's records and time budget, through their hooks.
 
-    keras-tuner averages the executions (`executions_per_trial`) into one score and keeps no
-    spread, so seed noise could not be told from a real difference. `run_trial`, its hook for
-    a trial's training, records each execution's best validation accuracy in the trial's
-    `scores.json`, and their mean and standard deviation as scalars in each of the trial's
-    TensorBoard runs (group "search"), where the HParams dashboard shows them beside the
-    hyperparameters.
+    - `on_trial_begin`, `on_epoch_begin`, `on_epoch_end`: time each epoch, keep count;
+    - `run_trial`: each execution's score (`scores.json`; keras-tuner keeps only their mean)
+      and their mean and spread as scalars in the trial's TensorBoard runs (group "search"),
+      where the HParams dashboard shows them;
+    - `on_trial_end`: the trial's `stats.json` (epochs, seconds, epoch times, parameters,
+      early stop), `trials.csv`, and the line `progress` prints;
+    - `pre_create_trial`: with a time budget, create no trial that cannot finish in it.
+
+    Mixed into each of keras-tuner's tuners (below), so every tuner records alike.
     """
 
-    def __init__(self, *args: Any, tensorboard_dir: Path, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.tensorboard_dir = tensorboard_dir
+    def __init__(self, *args: Any, study: Study, plan: Plan, progress: SearchProgress, **kw: Any):
+        super().__init__(*args, **kw)
+        self.study, self.plan, self.progress = study, plan, progress
+        # On a worker of a distributed search the oracle lives in the chief, which keeps the
+        # records; outcomes are then told from this process's own epochs.
+        self.local = isinstance(self.oracle, kt.Oracle)
+        progress.prefix = "" if self.local else f"{self.tuner_id}: "
+        self.started = time.monotonic()
+        self.epochs_done = 0  # in this process, for the ETA and the budget
+        self.stats: dict[str, Any] = {}
+        self.mark = self.started
+        self.deadline: float | None = None
+        self.epoch_estimate = 0.0  # seconds of an epoch, until one is measured
+        self.budget_note = ""
+
+    def set_budget(self, seconds: float, epoch_seconds: float) -> None:
+        """Start no trial that cannot end within `seconds` from now, at `epoch_seconds` an
+        epoch until epochs are measured."""
+        self.deadline = time.monotonic() + seconds
+        self.epoch_estimate = epoch_seconds
+
+    def pre_create_trial(self) -> None:
+        if not self.next_trial_fits():
+            # keras-tuner's own stop: the oracle creates no further trial.
+            self.oracle.max_trials = len(self.oracle.trials)
+
+    def next_trial_fits(self) -> bool:
+        """Whether the next trial can end within the time budget (always, without one);
+        if not, `budget_note` says so."""
+        if self.deadline is None:
+            return True
+        following = len(self.oracle.trials)  # the index of the trial the oracle would create
+        if following >= self.plan.trials:
+            return True
+        elapsed = time.monotonic() - self.started
+        per_epoch = elapsed / self.epochs_done if self.epochs_done else self.epoch_estimate
+        need = per_epoch * self.plan.trial_epochs[following] * self.plan.executions
+        left = self.deadline - time.monotonic()
+        if need <= left:
+            return True
+        self.budget_note = (
+            f"[yellow]Time budget:[/] the next trial needs about {format_duration(need)}, "
+            f"{format_duration(max(left, 0))} is left: stopped after {following} of "
+            f"{self.plan.trials} trials. Rerun with a larger --time-budget to continue."
+        )
+        return False
+
+    def on_search_begin(self) -> None:
+        super().on_search_begin()
+        self.started = time.monotonic()
+
+    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)
+        self.stats = {"epochs_run": 0, "seconds": 0.0, "stopped_early": False, "epoch_seconds": []}
+        self.progress.trial_started(trial)
+
+    def on_epoch_begin(self, trial: Any, model: Any, epoch: int, logs: dict | None = None) -> None:
+        if epoch == trial.hyperparameters.values.get("tuner/initial_epoch", 0):
+            self.mark = time.monotonic()  # a fit begins: its first epoch carries its tracing
+
+    def on_epoch_end(self, trial: Any, model: Any, epoch: int, logs: dict | None = None) -> None:
+        # End to end, so each epoch carries the checkpoint and log writes of the one before.
+        now = time.monotonic()
+        self.stats["epoch_seconds"].append(round(now - self.mark, 3))
+        self.stats["epochs_run"] += 1
+        self.mark = now
+        self.epochs_done += 1
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> list:
-        histories = super().run_trial(trial, *args, **kwargs)
+        started = time.monotonic()
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)
+        finally:
+            self.stats["seconds"] = round(time.monotonic() - started, 2)
+        first = trial.hyperparameters.values.get("tuner/initial_epoch", 0)
+        self.stats["stopped_early"] = any(
+            len(h.epoch) < h.params["epochs"] - first for h in histories
+        )
+        self.stats["parameters"] = int(histories[0].model.count_params())
         scores = [round(max(h.history[OBJECTIVE]), 6) for h in histories]
+        self.stats["scores"] = scores
         write_scores(Path(self.get_trial_dir(trial.trial_id)), scores)
-        log_scores(self.tensorboard_dir / str(trial.trial_id), scores)
+        log_scores(self.study.tensorboard_dir / str(trial.trial_id), scores)
         return histories
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        # keras-tuner's end_trial raises once too many trials failed in a row: the trial's
+        # record and line come all the same.
+        try:
+            super().on_trial_end(trial)
+        finally:
+            s = self.stats
+            if s["epochs_run"]:
+                images = self.hypermodel.train_size * s["epochs_run"]
+                s["images_per_s"] = round(images / s["seconds"], 1) if s["seconds"] else None
+                s["worker"] = self.tuner_id
+                write_stats(self.study.tuner_dir / f"trial_{trial.trial_id}", s)
+            ended = self.oracle.trials[trial.trial_id] if self.local else trial
+            self.progress.trial_ended(ended, s, self.local, self.eta())
+            if self.local:
+                update_csv(self.study)
+
+    def eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        remaining = self.plan.epochs_from(len(self.oracle.end_order)) if self.local else 0
+        if not self.epochs_done or not remaining:
+            return f"elapsed {format_duration(elapsed)}"
+        eta = elapsed / self.epochs_done * remaining
+        return (
+            f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)} "
+            f"(at most {remaining} epoch(s) left)"
+        )
 
 
 def log_scores(trial_runs: Path, scores: list[float]) -> None:
@@ -192,27 +297,34 @@ def log_scores(trial_runs: Path, scores: list[float]) -> None:
         writer.close()
 
 
-class HyperbandTuner(ScoredExecutions, kt.Hyperband):
+class HyperbandTuner(DigitsTuner, kt.Hyperband):
     pass
 
 
-class RandomTuner(ScoredExecutions, kt.RandomSearch):
+class RandomTuner(DigitsTuner, kt.RandomSearch):
     pass
 
 
-class BayesianTuner(ScoredExecutions, kt.BayesianOptimization):
+class BayesianTuner(DigitsTuner, kt.BayesianOptimization):
     pass
 
 
-class GridTuner(ScoredExecutions, kt.GridSearch):
+class GridTuner(DigitsTuner, kt.GridSearch):
     pass
 
 
 def make_tuner(
-    kind: str, hypermodel: DigitsHyperModel, study: Study, opts: SearchOptions, plan: Plan
-) -> kt.Tuner:
+    kind: str,
+    hypermodel: DigitsHyperModel,
+    study: Study,
+    opts: SearchOptions,
+    plan: Plan,
+    progress: SearchProgress,
+) -> DigitsTuner:
     common = dict(
-        tensorboard_dir=study.tensorboard_dir,
+        study=study,
+        plan=plan,
+        progress=progress,
         distribution_strategy=make_strategy(opts.strategy),
         hypermodel=hypermodel,
         objective=kt.Objective(OBJECTIVE, "max"),
@@ -411,13 +523,16 @@ def prepare(space: Space, opts: SearchOptions, command: str) -> Prepared:
     return Prepared(space, Study(opts.study, opts.root), split, record, make_plan(space, opts))
 
 
-def build_tuner(p: Prepared, opts: SearchOptions) -> kt.Tuner:
+def build_tuner(
+    p: Prepared, opts: SearchOptions, console: Console, prefix: str = ""
+) -> DigitsTuner:
     keras.utils.set_random_seed(opts.seed)
     hypermodel = DigitsHyperModel(
         p.space, len(p.split.y_train), trial_epochs(p.space, opts), opts.seed
     )
+    progress = SearchProgress(console, p.space, p.plan)
     with hypermodel.declaring():
-        return make_tuner(opts.tuner, hypermodel, p.study, opts, p.plan)
+        return make_tuner(opts.tuner, hypermodel, p.study, opts, p.plan, progress)
 
 
 def run_search(
@@ -441,14 +556,14 @@ def run_search(
         return work_for_chief(p, opts, console)
     with p.study.lock():  # the chief (or a lone search) owns the study
         resuming = open_study(p.study, p.record, opts)
-        tuner = build_tuner(p, opts)
+        tuner = build_tuner(p, opts, console)
         _header(console, p.space, opts, p.plan, p.split, p.study, resuming)
         _warn_unbuildable(p.space, console)
         if role == "chief":
             return serve_workers(tuner, p, opts, console, watch)
-        progress = train_trials(tuner, p, opts, console)
+        train_trials(tuner, p, opts)
     rows = trial_rows(p.study)
-    summarize(tuner, p.space, p.plan, console, opts.top, rows, progress.budget_note)
+    summarize(tuner, p.space, p.plan, console, opts.top, rows, tuner.budget_note)
     return tuner
 
 
@@ -475,36 +590,31 @@ def serve_workers(
 def work_for_chief(p: Prepared, opts: SearchOptions, console: Console) -> kt.Tuner:
     """A worker: train the trials the chief hands out; the chief keeps the study."""
     check_resumable(p.study, p.record)
-    tuner = build_tuner(p, opts)
+    tuner = build_tuner(p, opts, console)
     _pause_when_idle(tuner.oracle)
-    train_trials(tuner, p, opts, console)
+    train_trials(tuner, p, opts)
     return tuner
 
 
-def train_trials(
-    tuner: kt.Tuner, p: Prepared, opts: SearchOptions, console: Console
-) -> SearchProgress:
+def train_trials(tuner: DigitsTuner, p: Prepared, opts: SearchOptions) -> None:
     """Run the tuner's trials in this process, within the time budget if there is one."""
-    progress = SearchProgress(tuner, p.plan, p.study, console)
-    within_budget = opts.time_budget is None or progress.set_budget(
-        opts.time_budget, calibrate(p.space, p.split), p.split
-    )
+    if opts.time_budget is not None:
+        epoch = estimate_seconds(1, p.split, calibrate(p.space, p.split))
+        tuner.set_budget(opts.time_budget, epoch)
+        if not tuner.next_trial_fits():  # an oracle's trial budget cannot be 0
+            return
     try:
-        if within_budget:
-            tuner.search(
-                p.split.x_train,
-                p.split.y_train,
-                validation_data=(p.split.x_val, p.split.y_val),
-                callbacks=search_callbacks(p.study, opts, progress),
-                verbose=0,
-            )
+        tuner.search(
+            p.split.x_train,
+            p.split.y_train,
+            validation_data=(p.split.x_val, p.split.y_val),
+            callbacks=search_callbacks(p.study, opts),
+            verbose=0,
+        )
     except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
         if "consecutive failures" not in str(e):
             raise
-        progress.report_ended()
         raise StudyError(consecutive_failures(tuner)) from None
-    progress.report_ended()
-    return progress
 
 
 def _pause_when_idle(client: Any) -> None:
@@ -537,13 +647,12 @@ def open_study(study: Study, record: dict[str, Any], opts: SearchOptions) -> boo
     return resuming
 
 
-def search_callbacks(study: Study, opts: SearchOptions, progress: SearchProgress) -> list:
-    """TensorBoard (keras-tuner points it at each trial's folder and adds the HParams),
-    early stopping of hopeless trials, and progress."""
+def search_callbacks(study: Study, opts: SearchOptions) -> list:
+    """TensorBoard (keras-tuner points it at each trial's folder and adds the HParams) and
+    early stopping of hopeless trials."""
     return [
         keras.callbacks.TensorBoard(str(study.tensorboard_dir), write_graph=False, profile_batch=0),
         keras.callbacks.EarlyStopping(OBJECTIVE, patience=opts.patience, mode="max"),
-        progress,
     ]
 
 
@@ -587,92 +696,22 @@ def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
     return sorted(done, key=lambda t: t.score, reverse=True)
 
 
-class SearchProgress(keras.callbacks.Callback):
-    """Reports each trial as it starts and ends, with elapsed time and an ETA.
+class SearchProgress:
+    """Prints one line as each trial starts and one as it ends, with an ETA; only reports.
 
-    Trial outcomes are read from the oracle once a trial has ended, so failures (NaN loss,
-    unbuildable models) are reported like successes. keras-tuner deep-copies callbacks for
-    every trial; this one is shared on purpose, so the copy is the object itself.
+    `prefix` starts every line: a worker of a distributed search sets it to its id.
     """
 
-    def __init__(self, tuner: kt.Tuner, plan: Plan, study: Study, console: Console):
-        super().__init__()
-        self.tuner, self.plan, self.study, self.console = tuner, plan, study, console
-        self.started = time.monotonic()
-        # On a worker of a distributed search the oracle lives in the chief: outcomes are then
-        # printed from this process's own epochs, and the chief keeps the records.
-        self.local = isinstance(tuner.oracle, kt.Oracle)
-        self.prefix = "" if self.local else f"{tuner.tuner_id}: "
-        self.reported = set(tuner.oracle.end_order) if self.local else set()
-        self.best: tuple[float, int] = (0.0, 0)  # best val_accuracy and its epoch, this fit
-        self.epochs_done = 0  # in this process, for the ETA
-        self.trial_id = ""  # the trial training now, and what it did so far in this process
-        self.stats: dict[str, Any] = {}
-        self.deadline: float | None = None
-        self.budget_note = ""
+    def __init__(self, console: Console, space: Space, plan: Plan):
+        self.console, self.space, self.plan = console, space, plan
+        self.prefix = ""
 
-    def set_budget(self, seconds: float, images_per_s: float, split: data_mod.Split) -> bool:
-        """Start no trial that the estimate says cannot end within `seconds` from now.
-
-        Returns False when not even the next trial fits.
-        """
-        self.deadline = time.monotonic() + seconds
-        self.epoch_seconds = estimate_seconds(1, split, images_per_s)  # until measured
-        return self._check_budget()
-
-    def _check_budget(self) -> bool:
-        """Tell keras-tuner to create no further trial if the next one cannot finish in time.
-
-        Runs when a trial's training ends, before the tuner asks its oracle for the next.
-        """
-        oracle = self.tuner.oracle
-        following = len(oracle.trials)  # index of the trial the oracle would create next
-        if self.deadline is None or following >= self.plan.trials:
-            return True
-        if self.epochs_done:
-            self.epoch_seconds = (time.monotonic() - self.started) / self.epochs_done
-        need = self.epoch_seconds * self.plan.trial_epochs[following] * self.plan.executions
-        left = self.deadline - time.monotonic()
-        if need <= left:
-            return True
-        oracle.max_trials = following  # keras-tuner's own stop: it creates no further trial
-        self.budget_note = (
-            f"[yellow]Time budget:[/] the next trial needs about {format_duration(need)}, "
-            f"{format_duration(max(left, 0))} is left: stopped after {following} of "
-            f"{self.plan.trials} trials. Rerun with a larger --time-budget to continue."
-        )
-        return False
-
-    def __deepcopy__(self, memo: dict) -> SearchProgress:
-        return self
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.report_ended()
-        trial = self.tuner.hypermodel.current_trial
-        if trial is None:
-            return
-        values = trial.hyperparameters.values
-        if trial.trial_id != self.trial_id:  # not a further execution of the same trial
-            self.trial_id = trial.trial_id
-            self.stats = {
-                "epochs_run": 0,
-                "seconds": 0.0,
-                "stopped_early": False,
-                "epoch_seconds": [],
-            }
-            self._announce(trial)
-        self.fit_started = self.epoch_mark = time.monotonic()
-        self.fit_epochs = 0
-        self.best = (0.0, 0)
-        self.fit_planned = self.params["epochs"] - values.get("tuner/initial_epoch", 0)
-
-    def _announce(self, trial: kt.engine.trial.Trial) -> None:
-        space = self.tuner.hypermodel.space
+    def trial_started(self, trial: kt.engine.trial.Trial) -> None:
         values = trial.hyperparameters.values
         shown = ", ".join(
             f"{k}={_fmt(v)}"
             for k, v in values.items()
-            if k in space.params and space.params[k].tunable
+            if k in self.space.params and self.space.params[k].tunable
         )
         extra = ""
         if "tuner/initial_epoch" in values:
@@ -684,72 +723,28 @@ class SearchProgress(keras.callbacks.Callback):
             highlight=False,
         )
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        # End to end, so each epoch carries the checkpoint and log writes of the one before;
-        # the first of a fit also carries tracing (benchmarks/throughput.py leaves it out).
-        now = time.monotonic()
-        self.stats["epoch_seconds"].append(round(now - self.epoch_mark, 3))
-        self.epoch_mark = now
-        self.epochs_done += 1
-        self.fit_epochs += 1
-        score = (logs or {}).get(OBJECTIVE, 0.0)
-        if score > self.best[0]:
-            self.best = (score, epoch + 1)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        """Record what this trial's training did, beside keras-tuner's trial.json."""
-        seconds = time.monotonic() - self.fit_started
-        s = self.stats
-        s["epochs_run"] += self.fit_epochs
-        s["seconds"] = round(s["seconds"] + seconds, 2)
-        s["stopped_early"] = s["stopped_early"] or self.fit_epochs < self.fit_planned
-        s["parameters"] = int(self.model.count_params())
-        s["worker"] = self.tuner.tuner_id
-        images = self.tuner.hypermodel.train_size * s["epochs_run"]
-        s["images_per_s"] = round(images / s["seconds"], 1) if s["seconds"] else None
-        write_stats(self.study.tuner_dir / f"trial_{self.trial_id}", s)
-        if self.local:
-            self._check_budget()
-        else:
-            self.console.print(
-                f"  {self.prefix}trial {self.trial_id} {OBJECTIVE} {self.best[0]:.4f} "
-                f"(best at epoch {self.best[1]}, {self.fit_epochs} epoch(s) in "
-                f"{format_duration(seconds)})",
-                highlight=False,
+    def trial_ended(
+        self, trial: kt.engine.trial.Trial, stats: dict[str, Any], scored: bool, eta: str
+    ) -> None:
+        """`scored`: the trial carries the oracle's score (not so on a worker, where the
+        mean of its executions' scores stands in)."""
+        trained = ""  # a trial that failed before training has no time or epochs
+        if stats["epochs_run"]:
+            trained = f", {stats['epochs_run']} epoch(s) in {format_duration(stats['seconds'])}"
+            trained += ", stopped early" if stats["stopped_early"] else ""
+        if trial.status == "COMPLETED" and scored:
+            outcome = (
+                f"[green]{OBJECTIVE} {trial.score:.4f}[/] "
+                f"(best at epoch {trial.best_step + 1}{trained})"
             )
-
-    def report_ended(self) -> None:
-        """Print one line for each trial that ended since the last call (single process)."""
-        oracle = self.tuner.oracle
-        for trial_id in oracle.end_order if self.local else []:
-            if trial_id in self.reported:
-                continue
-            self.reported.add(trial_id)
-            trial = oracle.trials[trial_id]
-            trained = ""  # a trial that failed before training has no time or epochs here
-            if trial_id == self.trial_id:
-                trained = f", {self.stats['epochs_run']} epoch(s) in "
-                trained += format_duration(self.stats["seconds"])
-                trained += ", stopped early" if self.stats["stopped_early"] else ""
-            if trial.status == "COMPLETED":
-                outcome = (
-                    f"[green]{OBJECTIVE} {trial.score:.4f}[/] "
-                    f"(best at epoch {trial.best_step + 1}{trained})"
-                )
-            else:
-                outcome = f"[red]failed[/]: {escape(failure_reason(trial.message))}"
-            self.console.print(f"  trial {trial_id} {outcome} · {self._eta()}", highlight=False)
-            update_csv(self.study)
-
-    def _eta(self) -> str:
-        elapsed = time.monotonic() - self.started
-        ended = len(self.tuner.oracle.end_order)
-        remaining = self.plan.epochs_from(ended)
-        if not self.epochs_done or not remaining:
-            return f"elapsed {format_duration(elapsed)}"
-        eta = elapsed / self.epochs_done * remaining
-        left = f"at most {remaining} epoch(s) left"
-        return f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)} ({left})"
+        elif trial.status == "COMPLETED":
+            outcome = (
+                f"[green]{OBJECTIVE} {statistics.mean(stats['scores']):.4f}[/] ({trained[2:]})"
+            )
+        else:
+            outcome = f"[red]failed[/]: {escape(failure_reason(trial.message))}"
+        line = f"  {self.prefix}trial {trial.trial_id} {outcome} · {eta}"
+        self.console.print(line, highlight=False)
 
 
 def _fmt(v: Any) -> str:

@@ -5,8 +5,8 @@
 Each seed is a fresh run (search, retrain, ensemble, one test evaluation, export) in its own
 temporary folder (or --workdir), timed by the wall clock. A run interrupted in --workdir
 continues with --resume (every stage of `digits run` resumes); its time is the sum of its
-parts, and the table says so. Prints a Markdown table and replaces the
-`preset-NAME` section of BENCHMARKS.md.
+parts, and the table says so. Prints a Markdown table of every kept
+run and redraws the summary of BENCHMARKS.md (one row per setup and machine).
 """
 
 from __future__ import annotations
@@ -110,18 +110,18 @@ ANCHORS = [
 
 
 def setup_of(result: dict) -> str:
-    """How a run searched and retrained: the preset, its space and the members' seeding
-    change between runs (until session 13 the members of a run shared seeds)."""
+    """How a run searched and retrained: the preset, its space and whether its members
+    shared one seed (as the earliest runs' did)."""
     e = result["evaluation"]
     seeds = [m["seed"] for m in e["members"]]
     shared = ", seeds shared" if len(set(seeds)) < len(seeds) else ""
     budget = result.get("budget")
     size, epochs = e["ensemble"]["size"], e["members"][0]["epochs"]
     if budget:
-        # Since session 17 each member is sized when it starts, from what the ones before took.
+        # Budgets that size each member as it starts record a size per member.
         each = " per member" if isinstance(budget["epochs"], dict) else ""
         epochs = f"up to {budget['at_most']} (fit to time{each})"
-        if each and 0 in budget["epochs"].values():  # members left out (MIN_EPOCHS, session 35)
+        if each and 0 in budget["epochs"].values():  # members left out (retrain.MIN_EPOCHS)
             size = f"{size} of {len(budget['epochs'])}"
     return (
         f"{size} x {epochs} epochs, batches of {result['batch_size']}, "
@@ -233,8 +233,8 @@ def summary_section() -> str:
             "the 10,000 MNIST test images, read once per run; wall time of the whole command. "
             "`space` is the start of the sha256 of the space file the run searched: runs of "
             "one setup share it; `seeds shared`: the run's members shared random seeds "
-            "(initial weights, batch order, augmentation draws), as every member did until "
-            "session 13. One row per machine: the time budgets size epochs to the CPU. "
+            "(initial weights, batch order, augmentation draws), as the earliest runs' did. "
+            "One row per machine: the time budgets size epochs to the CPU. "
             "Anchors are published numbers, not measured here, and chose on the test set.",
             "",
             "| preset | hardware | wall time | ensemble test accuracy | best single member "
@@ -271,9 +271,7 @@ def main() -> None:
     for seed in args.seeds:
         kept[str(seed)] = run(args.preset, seed, args.workdir, args.resume)
         write_atomic(store, json.dumps(kept, indent=1) + "\n")
-    text = preset_section(args.preset, [kept[k] for k in sorted(kept, key=int)])
-    print(text)
-    update_benchmarks(f"preset-{args.preset}", text)
+    print(preset_section(args.preset, [kept[k] for k in sorted(kept, key=int)]))
     update_benchmarks("summary", summary_section())
 
 

@@ -161,7 +161,8 @@ def worker_settings(study: Study) -> tuple[Space, dict[str, Any]]:
     """The space and the search options a worker takes from the study record the chief
     wrote (the space's text, so every worker searches the chief's space)."""
     record = study.read()
-    space = space_mod.parse(tomllib.loads(record["space_toml"]), Path(record["space"]["path"]))
+    text, name = record["space_toml"], record["space"]["name"]
+    space = space_mod.parse(tomllib.loads(text), Path(f"{name}.toml"), text)
     return space, {
         "tuner": record["tuner"],
         "max_trials": record["max_trials"],

@@ -118,7 +118,7 @@ def export(
     meta = {
         "name": name,
         "study": study.name,
-        "space": record["space"],
+        "space": {**record["space"], "toml": record["space_toml"]},
         "members": [{k: m.get(k) for k in MEMBER_FIELDS} for m in manifests],
         "evaluation": evaluation,
         "train_images": manifests[0]["train_images"],

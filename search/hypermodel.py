@@ -213,8 +213,8 @@ def make_dataset(
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     # tf.data's autotuner runs a thread per iterator that sleeps between its tuning rounds,
     # longer and longer, and Keras makes a new iterator every epoch: freeing the old one
-    # waits out that sleep with the whole process idle. On the 2-core VMs that cost up to 40%
-    # of an epoch, at random (BENCHMARKS.md, "the two speeds"). Off, the AUTOTUNE values
+    # waits out that sleep with the whole process idle: up to 40% of an epoch on two cores, at
+    # random (BENCHMARKS.md, tf.data's autotuning). Off, the AUTOTUNE values
     # above stay at tf.data's defaults (parallel calls: one per core), which keep up here.
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -46,7 +46,7 @@ BUDGET_FILE = "budget.json"
 BUDGET_MARGIN = 0.9
 # Where the time left fits fewer epochs than this per member, fewer members train, each
 # longer: on the quick preset's configuration one member of 8 epochs erred less than two of
-# 4 averaged (BENCHMARKS.md, brief-ab). Longer members were not compared, hence no more.
+# 4 averaged (BENCHMARKS.md, experiments). Longer members were not compared, hence no more.
 MIN_EPOCHS = 5
 
 
@@ -188,7 +188,7 @@ def mixed_calibration(members: list[Member]) -> str | None:
 
     The ensemble averages probabilities. A member trained without label smoothing puts ~1.0
     on its answer, a smoothed one ~0.9, so where they disagree the unsmoothed member wins,
-    right or wrong (seed 2 of the full preset, BENCHMARKS.md).
+    right or wrong (BENCHMARKS.md, experiments).
     """
     values = sorted({m.config.get("label_smoothing", 0.0) for m in members})
     if len(values) < 2:
@@ -203,8 +203,8 @@ class TimeBudget:
     """Sizes each member's epochs to the time left, just before the member starts.
 
     The first sizes come from a few seconds of timed training steps of each configuration;
-    a real fit runs slower (tracing, checkpoints, logs, and the 2-core VMs' speed swings:
-    quick seed 6 trained at 0.8x its calibration and overran 15 minutes). So every member
+    a real fit runs slower (tracing, checkpoints, logs, and speed swings of 0.8x and less on
+    shared 2-core machines). So every member
     after the first is sized from the time the members before it really took. A member that
     has begun keeps its epochs (its schedule depends on them): they are recorded in
     `retrain/budget.json`, so a resumed run trains on with the schedule it started. Where
@@ -212,9 +212,9 @@ class TimeBudget:
     out (recorded with 0 epochs) until the rest get that many.
 
     The configurations of one space mostly train at about one speed, and a calibration of a
-    few seconds can be far off: in full seed 21 one read 888 images/s beside 656-742 for the
-    others, trained at about 600, and as the last member, with nothing after it to make up
-    the difference, ran 10 minutes past the budget. So no member is planned faster than the
+    few seconds can be far off (one read 1.5x its configuration's real speed, and as the last
+    member, with nothing after it to make up the difference, ran 10 minutes past the
+    budget; tests/test_retrain.py replays it). So no member is planned faster than the
     median calibration, and the last one no faster than the slowest member trained before
     it, within `BUDGET_MARGIN` of the time left. Planning too slow leaves minutes unused;
     too fast breaks the budget.

@@ -221,6 +221,7 @@ class Space:
     path: str
     description: str
     params: dict[str, Param] = field(default_factory=dict)
+    source: str = ""  # the TOML text it was read from, as studies record it
 
     def max_blocks(self) -> int:
         return int(self.params["blocks"].largest())
@@ -366,14 +367,15 @@ def load(name_or_path: str) -> Space:
     """Read and validate a space (built-in name or path)."""
     path = resolve(name_or_path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SpaceError(f"{path}: not valid TOML ({e})") from None
-    return parse(doc, path)
+    return parse(doc, path, text)
 
 
-def parse(doc: dict[str, Any], path: Path) -> Space:
-    """Validate a parsed TOML document against `SCHEMA`."""
+def parse(doc: dict[str, Any], path: Path, source: str = "") -> Space:
+    """Validate a parsed TOML document against `SCHEMA`; `source` is its text."""
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise SpaceError(f"{path}: description must be a string")
@@ -394,7 +396,7 @@ def parse(doc: dict[str, Any], path: Path) -> Space:
         for name, key in keys.items():
             where = f"{path}: [{section}] {name}"
             params[name] = _param(where, name, key, table.get(name, key.default))
-    return Space(path.stem, str(path), description.strip(), params)
+    return Space(path.stem, str(path), description.strip(), params, source)
 
 
 def _suggest(word: str, known: dict) -> str:

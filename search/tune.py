@@ -9,6 +9,7 @@ records, which are the source of truth: a resumed search reports the same way.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import statistics
@@ -353,16 +354,19 @@ def study_record(
     split: data_mod.Split,
     command: str,
 ) -> dict[str, Any]:
+    # The space by name, checksum and content, not by where its file lay on this machine: the
+    # record travels with exports and to the workers of a distributed search.
+    text = space.source
     return new_record(
         command,
         study=opts.study,
         space={
             "name": space.name,
-            "path": space.path,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
             "description": space.description,
             "params": space.to_dict(),
         },
-        space_toml=Path(space.path).read_text(encoding="utf-8"),
+        space_toml=text,
         tuner=opts.tuner,
         max_trials=opts.max_trials,
         max_epochs=trial_epochs(space, opts),

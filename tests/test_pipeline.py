@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import LOADERS, exported_probs, smoke_run
 
-from search import data
+from search import data, space
 from search.cli import main
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
@@ -50,6 +51,11 @@ def test_run_writes_members_ensemble_report_and_export(pipeline, mnist_subset):
     meta = json.loads((pipeline["model"] / "metadata.json").read_text())
     assert meta["evaluation"]["ensemble"]["test_accuracy"] > 0.5
     assert meta["data_sha256"] == data.sha256_of([mnist_subset])
+    # The space by name, checksum and content; nothing of the machine that trained it.
+    toml = space.resolve("smoke").read_text()
+    assert meta["space"]["name"] == "smoke" and meta["space"]["toml"] == toml
+    assert meta["space"]["sha256"] == hashlib.sha256(toml.encode()).hexdigest()
+    assert str(pipeline["root"]) not in json.dumps(meta["space"]) and "path" not in meta["space"]
     assert {"tensorflow", "keras"} <= set(meta["versions"]) and meta["command"].startswith("digits")
     assert (pipeline["model"] / "README.md").read_text().startswith("# smoke")
     assert list((pipeline["study"] / "ensemble" / "tensorboard").iterdir())  # report images

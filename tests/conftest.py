@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,11 @@ def finished_study(tmp_path_factory) -> Path:
     argv = [*random_smoke(3), *TINY]
     assert main([*argv, "--logs", str(logs)]) == 0
     return logs
+
+
+def copy_of(logs: Path, tmp_path: Path) -> Path:
+    """A copy of a shared fixture's logs folder, for a test that changes it."""
+    return Path(shutil.copytree(logs, tmp_path / "logs"))
 
 
 @pytest.fixture

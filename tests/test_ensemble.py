@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import exported_probs, smoke_run
+from conftest import copy_of, exported_probs, smoke_run
 
 from search import data, space
 from search.cli import main
@@ -114,8 +114,8 @@ def test_tta_ensemble_exports_to_tflite_and_agrees(held_out, tmp_path):
     assert "validation split held out" in (held_out["model"] / "README.md").read_text()
 
 
-def test_members_with_and_without_hold_out_are_not_mixed(held_out, run_cli):
-    logs = held_out["logs"]
+def test_members_with_and_without_hold_out_are_not_mixed(held_out, run_cli, tmp_path):
+    logs = copy_of(held_out["logs"], tmp_path)
     assert run_cli("retrain", "--study", "smoke", "--logs", logs, "--top", "1")[0] == 0
     code, _, err = run_cli("ensemble", "--study", "smoke", "--logs", logs)
     assert code == 2 and "with and without --hold-out" in err and len(err.splitlines()) == 1

@@ -8,6 +8,7 @@ from dataclasses import replace
 import keras
 import numpy as np
 import pytest
+from conftest import copy_of
 from rich.console import Console
 
 from search import data, space
@@ -206,8 +207,8 @@ def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path
     assert roomy.size(a, [b, c], Console(file=out)).epochs == 5
 
 
-def test_a_resumed_run_does_not_train_a_member_its_budget_left_out(finished_study):
-    study = Study("smoke", finished_study)
+def test_a_resumed_run_does_not_train_a_member_its_budget_left_out(finished_study, tmp_path):
+    study = Study("smoke", copy_of(finished_study, tmp_path))
     member = plan_members(study, top=1, seeds=1, epochs=12)[0]
     path = study.dir / "retrain" / BUDGET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,14 +216,10 @@ def test_a_resumed_run_does_not_train_a_member_its_budget_left_out(finished_stud
     path.write_text(
         json.dumps({"images_per_s": {member.trial_id: 1000.0}, "epochs": {member.name: 0}})
     )
-    try:
-        out = io.StringIO()
-        retrain(study, [member], Console(file=out, width=200), time_budget=3600)
-        assert "left out by the time budget" in out.getvalue()
-        assert not member_dir(study, member.name).exists()
-    finally:  # the fixture is shared: leave its study as it was
-        path.unlink()
-        path.parent.rmdir()
+    out = io.StringIO()
+    retrain(study, [member], Console(file=out, width=200), time_budget=3600)
+    assert "left out by the time budget" in out.getvalue()
+    assert not member_dir(study, member.name).exists()
 
 
 def test_the_epoch_line_says_which_members_its_eta_covers():

@@ -3,8 +3,8 @@
 Trains the throughput benchmark's model (benchmarks/throughput.py) for `--epochs` short epochs
 of `--images` training images each, three ways, alternating, `--repeats` times in one process:
 plain `model.fit` on numpy arrays (Keras feeds them through tf.data, autotuning on), the
-toolkit's `make_dataset` with tf.data's autotuning switched back on (the toolkit before
-session 18), and `make_dataset` as it is (autotuning off). For every epoch after each run's
+toolkit's `make_dataset` with tf.data's autotuning switched back on (as tf.data has it by
+default), and `make_dataset` as it is (autotuning off). For every epoch after each run's
 first it records images/s and CPU use (process CPU seconds / wall seconds: about 1.85 when
 both cores work, lower when the process waits). Validation is left out: only the training
 iterator is timed.

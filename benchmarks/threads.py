@@ -29,8 +29,8 @@ import tempfile
 import time
 
 # (inter-op threads, intra-op threads, oneDNN's caller thread works); 0 threads keeps
-# TensorFlow's default (the cores it sees). Session 15 measured (1, 0), (1, 1) and (2, 1) on
-# the AMD EPYC: 10-36% slower than the defaults (BENCHMARKS.md).
+# TensorFlow's default (the cores it sees). (1, 0), (1, 1) and (2, 1) measured 10-36% slower
+# than the defaults on an AMD EPYC, so they are left out.
 SETTINGS = [(0, 0, 0), (0, 0, 1), (0, 3, 0)]
 CALLER_THREAD = "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"
 

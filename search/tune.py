@@ -496,12 +496,20 @@ def plan_search(space: Space, opts: SearchOptions, console: Console) -> Plan:
     split = data_mod.split(data_mod.load(opts.data), opts.val_size, opts.train_size, opts.seed)
     plan = make_plan(space, opts)
     describe_plan(space, opts, plan, split, calibrate(space, split), console)
-    _warn_unbuildable(space, console)
+    _warn_space(space, console)
     return plan
 
 
-def _warn_unbuildable(space: Space, console: Console) -> None:
-    for warning in space.build_warnings():
+def _warn_space(space: Space, console: Console) -> None:
+    """Before anything trains: combinations that cannot build, and a space with nothing to
+    search (an empty file, or every key fixed)."""
+    warnings = space.build_warnings()
+    if not any(p.tunable for p in space.active()):
+        warnings.append(
+            f"{space.path}: nothing to search, every key is fixed: each trial trains the same "
+            "one configuration (give a key a choice or a range to search it)"
+        )
+    for warning in warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
@@ -562,7 +570,7 @@ def run_search(
         resuming = open_study(p.study, p.record, opts)
         tuner = build_tuner(p, opts, console)
         _header(console, p.space, opts, p.plan, p.split, p.study, resuming)
-        _warn_unbuildable(p.space, console)
+        _warn_space(p.space, console)
         if role == "chief":
             return serve_workers(tuner, p, opts, console, watch)
         train_trials(tuner, p, opts)

@@ -268,3 +268,12 @@ def test_a_plan_counts_every_execution():
     assert thrice.trials == once.trials == 3
     assert thrice.epochs == 3 * once.epochs == 3 * 3 * 2  # the space's 2 epochs per trial
     assert thrice.epochs_from(1) == 2 * 3 * 2
+
+
+def test_a_space_with_nothing_to_search_is_said_to_be_so_before_training(tmp_path, run_cli):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    code, out, _ = run_cli("search", "--space", empty, "--plan", "--logs", tmp_path)
+    assert code == 0 and f"{empty}: nothing to search, every key is fixed" in out
+    code, out, _ = run_cli("search", "--space", "smoke", "--plan", "--logs", tmp_path)
+    assert code == 0 and "nothing to search" not in out

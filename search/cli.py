@@ -1,9 +1,6 @@
-"""The `digits` command: parsing and printing over the package, `main(argv) -> int`.
-
-Each subcommand is a pair: `<name>_args` declares its arguments, `cmd_<name>` runs it.
-TensorFlow is imported only inside the commands that train, so `digits --help` and
-`digits spaces` answer at once. User mistakes (a bad space, bad data, a study in use) print
-one line to stderr and exit with status 2, without a traceback.
+"""The `digits` command, `main(argv) -> int`: each subcommand's `<name>_args` declares its
+arguments, `cmd_<name>` runs it. TensorFlow loads only in commands that train, so `--help`
+answers at once; a user's mistake is one line on stderr and exit status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -17,25 +14,16 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from search import options
 from search import space as space_mod
 from search.board import PORT
 from search.data import DataError
 from search.distribute import CONNECT_TIMEOUT, WORKER_TIMEOUT
-from search.options import (
-    EXPORT_FORMATS,
-    MODELS_ROOT,
-    PRESETS,
-    TUNERS,
-    SearchOptions,
-    at_least,
-    duration,
-    share,
-)
+from search.options import SearchOptions, at_least, duration, share
 from search.quiet import quiet_tensorflow
 from search.space import SpaceError
 from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
@@ -43,6 +31,14 @@ from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
 USER_ERRORS = (SpaceError, DataError, StudyError)
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(SearchOptions)}
 Handler = Callable[[argparse.Namespace, Console], int]
+
+
+def _study(args: argparse.Namespace) -> Study:
+    """The study the command names, read once so a missing or damaged one is a clear error
+    before TensorFlow loads."""
+    study = Study(args.study, args.logs)
+    study.read()
+    return study
 
 
 def cmd_spaces(args: argparse.Namespace, console: Console) -> int:
@@ -55,7 +51,7 @@ def cmd_spaces(args: argparse.Namespace, console: Console) -> int:
 def search_args(p: argparse.ArgumentParser) -> None:
     add, at_least_1 = p.add_argument, at_least(1)
     add("--space", required=True, help="built-in space name or path to a .toml")
-    add("--tuner", default=DEFAULTS["tuner"], choices=TUNERS)
+    add("--tuner", default=DEFAULTS["tuner"], choices=options.TUNERS)
     add("--study", help="study name under --logs (default: the space's name)")
     add("--max-trials", type=at_least_1, help="trial budget (default: the tuner's)")
     add("--max-epochs", type=at_least_1, help="cap on epochs per trial")
@@ -79,12 +75,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from search import distribute
     from search.tune import plan_search, run_search
 
-    names = {f.name for f in dataclasses.fields(SearchOptions)} - {"study", "root", "top"}
-    opts = SearchOptions(
-        study=args.study or space.name,
-        root=args.logs,
-        **{name: getattr(args, name) for name in names},
-    )
+    opts = SearchOptions.from_args(args, study=args.study or space.name, root=args.logs)
     study = Study(opts.study, opts.root)
     if args.plan:
         plan_search(space, opts, console)
@@ -95,11 +86,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
             )
         return distribute.run_local(args.argv, study, args.workers, console)
     elif args.chief:
-        os.environ.update(distribute.oracle_env(*distribute.parse_address(args.chief), "chief"))
-
-        def watch(oracle: Any) -> Any:
-            return distribute.watch_workers(oracle, study, args.worker_timeout, console)
-
+        watch = distribute.be_chief(args.chief, study, args.worker_timeout, console)
         run_search(space, opts, command=args.command, console=console, role="chief", watch=watch)
     else:
         run_search(space, opts, command=args.command, console=console)
@@ -117,13 +104,9 @@ def worker_args(p: argparse.ArgumentParser) -> None:
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from search import distribute
 
-    host, port = distribute.parse_address(args.chief)
-    quiet_tensorflow()
-    distribute.wait_for_chief(host, port, args.connect_timeout)
     study = Study(args.study, args.logs)
-    distribute.wait_for_record(study, args.connect_timeout)
-    space, settings = distribute.worker_settings(study)
-    os.environ.update(distribute.oracle_env(host, port, args.id))
+    space, settings = distribute.join_chief(study, args.chief, args.id, args.connect_timeout)
+    quiet_tensorflow()
     from search.tune import run_search
 
     opts = SearchOptions(study=study.name, root=args.logs, **settings)
@@ -142,8 +125,7 @@ def retrain_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
-    study = Study(args.study, args.logs)
-    study.read()  # a clear error for a missing or damaged study before TensorFlow loads
+    study = _study(args)
     quiet_tensorflow()
     from search.retrain import plan_members, retrain
 
@@ -156,8 +138,7 @@ def cmd_retrain(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace, console: Console) -> int:
-    study = Study(args.study, args.logs)
-    study.read()
+    study = _study(args)
     quiet_tensorflow()
     from search.pipeline import evaluate_and_report
     from search.show import print_evaluated
@@ -169,13 +150,12 @@ def cmd_ensemble(args: argparse.Namespace, console: Console) -> int:
 
 def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="folder under --models (default: the study's name)")
-    p.add_argument("--format", default=",".join(EXPORT_FORMATS))
+    p.add_argument("--format", default=",".join(options.EXPORT_FORMATS))
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    study = Study(args.study, args.logs)
-    study.read()
+    study = _study(args)
     quiet_tensorflow()
     from search.export import export
 
@@ -186,7 +166,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def run_args(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
-    add("--preset", choices=tuple(PRESETS), default="quick", help="quick: ~15 min on 2 cores")
+    add(
+        "--preset", choices=tuple(options.PRESETS), default="quick", help="quick ~15 min, full ~2 h"
+    )
     add("--study", help="study and model name (default: the preset's name)")
     add("--time-budget", type=duration, metavar="DURATION", help="of the whole run, e.g. 15m")
 
@@ -196,17 +178,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search.pipeline import run_preset
     from search.show import print_evaluated, print_run
 
+    chosen = ("models", "seed", "data", "hold_out", "tta", "time_budget", "command")
+    study = Study(args.study or args.preset, args.logs)
     outcome = run_preset(
-        args.preset,
-        Study(args.study or args.preset, args.logs),
-        command=args.command,
-        console=console,
-        models=args.models,
-        seed=args.seed,
-        data=args.data,
-        hold_out=args.hold_out,
-        tta=args.tta,
-        time_budget=args.time_budget,
+        args.preset, study, console=console, **{k: getattr(args, k) for k in chosen}
     )
     ev = outcome.evaluated
     print_evaluated(console, ev.evaluation, ev.report, ev.folder)
@@ -222,18 +197,15 @@ def fidelity_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
-    study = Study(args.study, args.logs)
-    study.read()
+    study = _study(args)
     quiet_tensorflow()
     from search.fidelity import measure
-    from search.results import FIDELITY_FILE, fidelity_line
-    from search.show import fidelity_table
+    from search.results import FIDELITY_FILE
+    from search.show import print_fidelity
 
     with study.lock():
         result = measure(study, args.sample, args.seeds, args.epochs, console)
-    console.print(fidelity_table(result))
-    console.print(fidelity_line(result))
-    console.print(f"Saved in {study.dir / FIDELITY_FILE}; `digits results` shows it too.")
+    print_fidelity(console, result, study.dir / FIDELITY_FILE)
     return 0
 
 
@@ -253,17 +225,13 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     quiet_tensorflow()
     predictions, errors = classify(model_file, args.images)
     if args.json:
-        print(
-            json.dumps(
-                [p.as_dict() for p in predictions] + [{"error": e} for e in errors], indent=2
-            )
-        )
+        print(json.dumps([p.as_dict() for p in predictions] + errors, indent=2))
     else:
         for p in predictions:
             console.print(f"{p.file}: {p.digit} ({p.probability:.1%})")
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     for e in errors:
-        stderr.print(f"[red]error:[/] {escape(e)}")
+        stderr.print(f"[red]error:[/] {escape(e['file'])}: {escape(e['error'])}")
     return 2 if errors else 0
 
 
@@ -278,8 +246,7 @@ def results_args(p: argparse.ArgumentParser) -> None:
 def cmd_results(args: argparse.Namespace, console: Console) -> int:
     from search import results, show
 
-    study = Study(args.study, args.logs)
-    study.read()
+    study = _study(args)
     every = results.trial_rows(study)
     rows = every[: args.top]
     if args.csv:
@@ -290,18 +257,10 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
         return 0
     show.print_results(console, study.name, rows, every, results.read_fidelity(study))
     if args.importance:
-        from search.importance import analyse
+        quiet_tensorflow()
+        from search.report import importance_report
 
-        params = study.read()["space"]["params"]
-        log_params = {name for name, text in params.items() if text.endswith(" log")}
-        names = [c for c in results.columns(rows) if c in params]
-        summary = analyse(rows, names, log_params, study.dir / "importance")
-        if summary["ranking"]:
-            quiet_tensorflow()
-            from search.report import log_images
-
-            log_images(study.dir / "importance", [Path(p) for p in summary["plots"]])
-        show.print_importance(console, summary, study.dir / "importance")
+        show.print_importance(console, importance_report(study, rows), study.dir / "importance")
     return 0
 
 
@@ -339,36 +298,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digits", description=description)
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     shared = {  # options several commands take, declared once
-        "logs": _parent("--logs", type=Path, default=DEFAULT_ROOT, help="where studies live"),
-        "study": _parent("--study", required=True, help="study name under --logs"),
-        "data": _parent("--data", help=".npz (Keras layout) or folder of IDX files; default MNIST"),
-        "models": _parent("--models", type=Path, default=MODELS_ROOT, help="where exports live"),
-        "seed": _parent("--seed", type=int, default=DEFAULTS["seed"], help="fixes split, seeds"),
-        "hold_out": _parent("--hold-out", action="store_true", help="keep validation out"),
-        "tta": _parent("--tta", action="store_true", help="test-time augmentation: 1-px shifts"),
+        "logs": options.shared(
+            "--logs", type=Path, default=DEFAULT_ROOT, help="where studies live"
+        ),
+        "study": options.shared("--study", required=True, help="study name under --logs"),
+        "data": options.shared(
+            "--data", help=".npz (Keras layout) or folder of IDX files; default MNIST"
+        ),
+        "models": options.shared(
+            "--models", type=Path, default=options.MODELS_ROOT, help="where exports live"
+        ),
+        "seed": options.shared(
+            "--seed", type=int, default=DEFAULTS["seed"], help="fixes split, seeds"
+        ),
+        "hold_out": options.shared("--hold-out", action="store_true", help="keep validation out"),
+        "tta": options.shared(
+            "--tta", action="store_true", help="test-time augmentation: 1-px shifts"
+        ),
     }
     for name, help, func, declare, takes in COMMANDS:
         parents = [shared[option] for option in takes.split()]
-        p = sub.add_parser(name, help=help, parents=parents, formatter_class=_DefaultsHelp)
+        p = sub.add_parser(name, help=help, parents=parents, formatter_class=options.DefaultsHelp)
         p.set_defaults(func=func)
         if declare:
             declare(p)
     return parser
-
-
-class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, but not the empty ones ("default: None" says nothing)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _parent(*flags: str, **kwargs: Any) -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(*flags, **kwargs)
-    return parent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ them from leaving while a trial may still come back (see `watch_workers`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,19 @@ def worker_settings(study: Study) -> tuple[Space, dict[str, Any]]:
     }
 
 
+def join_chief(
+    study: Study, address: str, worker_id: str, timeout: float = CONNECT_TIMEOUT
+) -> tuple[Space, dict[str, Any]]:
+    """Set this process up as worker `worker_id` of the chief at `address` (HOST:PORT), once
+    it answers and its study record is there; returns the space and search options the
+    record gives."""
+    host, port = parse_address(address)
+    wait_for_chief(host, port, timeout)
+    wait_for_record(study, timeout)
+    os.environ.update(oracle_env(host, port, worker_id))
+    return worker_settings(study)
+
+
 def wait_for_record(study: Study, timeout: float = CONNECT_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not study.record_path.exists():
@@ -212,6 +226,15 @@ def heartbeat(study: Study, tuner_id: str) -> Iterator[None]:
             yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def be_chief(
+    address: str, study: Study, timeout: float, console: Console
+) -> Callable[[Any], contextlib.AbstractContextManager[list[str]]]:
+    """Set this process up as the chief serving at `address` (HOST:PORT); returns what the
+    search wraps its serving in: `watch_workers` on its oracle."""
+    os.environ.update(oracle_env(*parse_address(address), "chief"))
+    return functools.partial(watch_workers, study=study, timeout=timeout, console=console)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ here, so `digits --help` answers at once, and the modules that train read the sa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,12 @@ class SearchOptions:
     time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
     strategy: str | None = None  # "mirrored": each trial on all local GPUs (tf.distribute)
     max_failures: int = 3  # consecutive failed trials that stop the search
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **given: Any) -> SearchOptions:
+        """Options from parsed command-line arguments of the same names, and `given`."""
+        names = {f.name for f in dataclasses.fields(cls)} - set(given)
+        return cls(**given, **{n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
 # `digits run --preset NAME`: a built-in space, how to search it, how to retrain its best
@@ -111,3 +118,20 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# The command line's plumbing: defaults shown in --help, options shared by commands.
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the empty ones ("default: None" says nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def shared(*flags: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """An option several commands take, declared once (an argparse parent)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(*flags, **kwargs)
+    return parent

@@ -128,15 +128,16 @@ def find_model(path: Path | None, root: Path) -> Path:
     return file
 
 
-def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], list[str]]:
-    """Predictions for the readable files, and one error line for each unreadable one."""
+def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], list[dict[str, str]]]:
+    """Predictions for the readable files, and for each unreadable one a record of the file
+    and what is wrong with it (`{"file": ..., "error": ...}`)."""
     images, names, errors = [], [], []
     for f in files:
         try:
             images.append(to_mnist(read_image(f), str(f)))
             names.append(str(f))
         except ImageError as e:
-            errors.append(str(e))
+            errors.append({"file": str(f), "error": str(e).removeprefix(f"{f}: ")})
     if not images:
         return [], errors
     import keras

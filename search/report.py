@@ -20,7 +20,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from search.data import NUM_CLASSES
-from search.study import write_atomic
+from search.importance import analyse
+from search.results import columns
+from search.study import Study, write_atomic
 
 MAX_SHOWN = 100  # misclassified digits in the grid
 
@@ -146,3 +148,16 @@ def log_images(logdir: Path, pngs: list[Path]) -> None:
             image = tf.io.decode_png(tf.io.read_file(str(png)), channels=3)
             tf.summary.image(png.stem, image[None], step=0)
     writer.close()
+
+
+def importance_report(study: Study, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which hyperparameters of `rows` (the study's trials) matter: `importance.analyse`'s
+    ranking and plots in `study.dir / "importance"`, the plots also in TensorBoard."""
+    params = study.read()["space"]["params"]
+    log_params = {name for name, text in params.items() if text.endswith(" log")}
+    names = [c for c in columns(rows) if c in params]
+    folder = study.dir / "importance"
+    summary = analyse(rows, names, log_params, folder)
+    if summary["ranking"]:
+        log_images(folder, [Path(p) for p in summary["plots"]])
+    return summary

@@ -191,3 +191,10 @@ def print_run(
         f"[bold]Test accuracy {ensemble['test_accuracy']:.2%}[/] ({ensemble['test_errors']} "
         f"errors) · model in {export_dir}/ · this run took {took}"
     )
+
+
+def print_fidelity(console: Console, result: dict[str, Any], saved: Path) -> None:
+    """`digits fidelity`'s table, its one-sentence summary, and where it is kept."""
+    console.print(fidelity_table(result))
+    console.print(fidelity_line(result))
+    console.print(f"Saved in {saved}; `digits results` shows it too.")

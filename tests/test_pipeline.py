@@ -166,7 +166,11 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
     code, out, err = run_cli("predict", *files, "--model", pipeline["model"], "--json")
     assert code == 2  # two files could not be read; the others are still classified
     rows = json.loads(out)
-    results = {Path(r["file"]).name: r for r in rows if "file" in r}
+    results = {Path(r["file"]).name: r for r in rows if "digit" in r}
+    # An unreadable file's record names it, as every other record does.
+    errors = {Path(r["file"]).name: r["error"] for r in rows if "error" in r}
+    assert set(errors) == {"broken.png", "blank.png"}
+    assert errors["blank.png"] == "empty image (no digit found)"
     expected = [y[i] for i in sure] + [y[sure[0]]]
     names = [f.name for f in files[:-2]]
     right = sum(

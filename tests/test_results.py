@@ -5,7 +5,7 @@ import json
 import statistics
 
 import pytest
-from conftest import TINY, random_smoke
+from conftest import TINY, copy_of, random_smoke
 
 from search.results import noise_line, seed_noise
 
@@ -110,3 +110,13 @@ def test_seed_noise_pools_the_spread_and_names_the_trials_it_cannot_separate():
 def test_one_execution_per_trial_measures_no_noise():
     assert seed_noise([row("a", 0.99, None, 1), row("b", 0.98, None, 1)]) is None
     assert "seed noise is not measured" in noise_line(None)
+
+
+@pytest.mark.slow
+def test_importance_ranks_the_searched_hyperparameters(finished_study, run_cli, tmp_path):
+    logs = copy_of(finished_study, tmp_path)
+    code, out, _ = run_cli("results", "--study", "smoke", "--logs", logs, "--importance")
+    assert code == 0
+    summary = json.loads((logs / "smoke" / "importance" / "importance.json").read_text())
+    # Three trials are too few to rank anything: said, not hidden.
+    assert summary["note"] and f"note: {summary['note']}" in out.replace("\n", " ")

@@ -121,7 +121,7 @@ def setup_of(result: dict) -> str:
         # Budgets that size each member as it starts record a size per member.
         each = " per member" if isinstance(budget["epochs"], dict) else ""
         epochs = f"up to {budget['at_most']} (fit to time{each})"
-        if each and 0 in budget["epochs"].values():  # members left out (retrain.MIN_EPOCHS)
+        if each and 0 in budget["epochs"].values():  # members left out (budget.MIN_EPOCHS)
             size = f"{size} of {len(budget['epochs'])}"
     return (
         f"{size} x {epochs} epochs, batches of {result['batch_size']}, "

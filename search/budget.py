@@ -1,13 +1,26 @@
-"""Time budgets: durations as people write them, and as the toolkit prints them.
+"""Time budgets: how a search and a retraining fit the time they are given, and durations.
 
-`parse_duration` reads what `--time-budget` takes: `45m`, `2h`, `1h30m`, `90s`, plain seconds,
-and `1h30`, where a number after hours counts minutes (as on a clock). `format_duration`
-prints seconds the same way, so what a command prints it also accepts.
+`SearchBudget` starts no trial the time left cannot finish; `TimeBudget` sizes each retrained
+member's epochs to the time left as it starts. Both plan from a calibration their caller
+measures first (a few seconds of timed training steps: `tune.calibrate`,
+`retrain.calibrate`), then from what really ran. `parse_duration` reads what `--time-budget`
+takes (`45m`, `2h`, `1h30m`, `90s`, plain seconds, and `1h30`, where a number after hours
+counts minutes, as on a clock); `format_duration` prints seconds the same way.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from search.study import read_json, write_atomic
 
 UNITS = {"h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(
@@ -44,3 +57,166 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class SearchBudget:
+    """A search's time budget: no trial starts that the time left cannot finish.
+
+    An epoch's seconds come from the calibration until the search has measured its own.
+    """
+
+    def __init__(self, seconds: float, epoch_seconds: float):
+        self.deadline = time.monotonic() + seconds
+        self.epoch_seconds = epoch_seconds
+
+    def refusal(self, epochs: int, done: int, planned: int) -> str | None:
+        """None if `epochs` more fit in the time left; else why the search stops after
+        `done` of its `planned` trials."""
+        need, left = self.epoch_seconds * epochs, self.deadline - time.monotonic()
+        if need <= left:
+            return None
+        return (
+            f"[yellow]Time budget:[/] the next trial needs about {format_duration(need)}, "
+            f"{format_duration(max(left, 0))} is left: stopped after {done} of {planned} "
+            "trials. Rerun with a larger --time-budget to continue."
+        )
+
+
+BUDGET_FILE = "budget.json"  # a retraining's member sizes and calibration, in retrain/
+# Where nothing can make up for a plan's error, epochs are planned for this share of the
+# time left: until a member has trained (the calibration samples a few seconds, and a real
+# fit adds tracing, checkpoints and logs), and for the last member (the VMs' speed swings).
+BUDGET_MARGIN = 0.9
+# Where the time left fits fewer epochs than this per member, fewer members train, each
+# longer: on the quick preset's configuration one member of 8 epochs erred less than two of
+# 4 averaged (BENCHMARKS.md, experiments). Longer members were not compared, hence no more.
+MIN_EPOCHS = 5
+
+
+def recorded_rates(path: Path) -> dict[str, float]:
+    """The calibration an earlier part of an interrupted retraining recorded in `path`."""
+    return read_json(path).get("images_per_s", {}) if path.exists() else {}
+
+
+class TimeBudget:
+    """Sizes each member's epochs to the time left, just before the member starts.
+
+    The first sizes come from a few seconds of timed training steps of each configuration;
+    a real fit runs slower (tracing, checkpoints, logs, and speed swings of 0.8x and less on
+    shared 2-core machines). So every member
+    after the first is sized from the time the members before it really took. A member that
+    has begun keeps its epochs (its schedule depends on them): they are recorded in
+    `retrain/budget.json`, so a resumed run trains on with the schedule it started. Where
+    the time left would give each member fewer than `MIN_EPOCHS`, the last ranked are left
+    out (recorded with 0 epochs) until the rest get that many.
+
+    The configurations of one space mostly train at about one speed, and a calibration of a
+    few seconds can be far off (one read 1.5x its configuration's real speed, and as the last
+    member, with nothing after it to make up the difference, ran 10 minutes past the
+    budget; tests/test_retrain.py replays it). So no member is planned faster than the
+    median calibration, and the last one no faster than the slowest member trained before
+    it, within `BUDGET_MARGIN` of the time left. Planning too slow leaves minutes unused;
+    too fast breaks the budget.
+
+    Args:
+        path: where the sizes are recorded (`retrain/budget.json`).
+        members: the unfinished members.
+        images: the training images a member draws from (an epoch's size).
+        seconds: the time, from now, every unfinished member has to fit in.
+        rates: training images per second of each member's configuration (`calibrate`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        members: list[Any],
+        images: int,
+        seconds: float,
+        rates: dict[str, float],
+    ):
+        self.path = path
+        self.deadline = time.monotonic() + seconds
+        self.images = images
+        recorded = read_json(path) if path.exists() else {}
+        self.epochs: dict[str, int] = recorded.get("epochs", {})
+        self.rates = rates
+        self.record = {"seconds": round(seconds), "at_most": max(m.epochs for m in members)}
+        # Seconds trained in this process, and what the calibration said they would take.
+        self.taken = self.expected = 0.0
+        # Images per second of the members trained in this process, as they really trained.
+        self.speeds: list[float] = []
+
+    def slowdown(self) -> float:
+        """Measured time over calibrated time (before any measurement: 1)."""
+        return self.taken / self.expected if self.expected else 1.0
+
+    def epoch_seconds(self, members: list[Any]) -> float:
+        """Calibrated seconds of one epoch of every member in `members`."""
+        return sum(self.images * m.subsample / self.rates[m.trial_id] for m in members)
+
+    def planned_seconds(self, members: list[Any], last: bool) -> float:
+        """Seconds one epoch of every member in `members` is planned to take here.
+
+        Each at its calibrated speed but no faster than the median calibration, times the
+        slowdown; with `last` (one member, trained last), no faster than the slowest so far.
+        """
+        median, slowdown = statistics.median(self.rates.values()), self.slowdown()
+        slowest = min(self.speeds, default=float("inf"))
+        seconds = 0.0
+        for m in members:
+            rate = min(self.rates[m.trial_id], median) / slowdown
+            seconds += self.images * m.subsample / (min(rate, slowest) if last else rate)
+        return seconds
+
+    def size(self, member: Any, rest: list[Any], console: Console) -> Any:
+        """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
+        if member.name not in self.epochs:
+            left = self.deadline - time.monotonic()
+            rest = [m for m in rest if self.epochs.get(m.name) != 0]
+            left_out: list[str] = []
+            while True:
+                per_epoch = self.planned_seconds([member, *rest], last=not rest)
+                # Nothing makes up for a plan's error before any member has trained, or after
+                # the last member.
+                margin = 1 if rest and self.expected else BUDGET_MARGIN
+                fits = int(left * margin / per_epoch)
+                if not rest or fits >= min(MIN_EPOCHS, member.epochs):
+                    break
+                # Fewer members rather than too short ones: the last ranked are left out.
+                left_out.insert(0, rest.pop().name)
+                self.epochs[left_out[0]] = 0
+            self.epochs[member.name] = max(1, min(fits, member.epochs))
+            write_atomic(
+                self.path,
+                json.dumps(
+                    {**self.record, "images_per_s": self.rates, "epochs": self.epochs}, indent=1
+                )
+                + "\n",
+            )
+            share = "" if margin == 1 else f", planned to use {margin:.0%} of it"
+            ratio = per_epoch / self.epoch_seconds([member, *rest])
+            console.print(
+                f"Time budget: {left / 60:.1f} min left for {1 + len(rest)} member(s){share}; "
+                f"an epoch of them takes about {per_epoch / 60:.1f} min here ({ratio:.2f}x "
+                f"the calibrated time) -> {self.epochs[member.name]} epochs for {member.name}"
+                + (
+                    f"; {', '.join(left_out)} left out: with them, each member would get "
+                    f"fewer than {MIN_EPOCHS} epochs"
+                    if left_out
+                    else ""
+                )
+            )
+            if fits < 1:
+                console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
+        return replace(member, epochs=self.epochs[member.name])
+
+    def planned(self, member: Any, guess: int) -> int:
+        """`member`'s epochs if sized already, else `guess` (at most its own), for ETAs."""
+        return self.epochs.get(member.name, min(member.epochs, guess))
+
+    def trained(self, member: Any, epochs: int, seconds: float) -> None:
+        """Count `epochs` of `member` that took `seconds`, for the next members' sizes."""
+        self.taken += seconds
+        self.expected += epochs * self.epoch_seconds([member])
+        if epochs and seconds > 0:
+            self.speeds.append(epochs * self.images * member.subsample / seconds)

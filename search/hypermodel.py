@@ -112,8 +112,7 @@ def augment_batch(images: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
     ox, oy = cx + tx, cy + ty
     b0 = cx - (m00 * ox + m01 * oy)
     b1 = cy - (m10 * ox + m11 * oy)
-    # Trials of studies searched before the setting existed have no elastic value.
-    if config.get("elastic", 0.0) > 0:
+    if config.get("elastic", 0.0) > 0:  # elastic distortion is off unless a config asks
         # TensorFlow's transform op takes no displacement per pixel, so the resampling is
         # done here: a few CPU seconds more per epoch of 55,000 images than the op.
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -34,9 +34,8 @@ def build_model(
     if problem:
         raise ValueError(problem)
     # Every layer but the softmax computes in the configuration's precision (the weights stay
-    # float32 either way); the probabilities are always float32. Trials of studies searched
-    # before the setting existed have no precision: they trained in float32.
-    kw = {"dtype": config.get("precision", "float32")}
+    # float32 either way); the probabilities are always float32.
+    kw = {"dtype": config["precision"]}
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = layers.Reshape((*IMAGE_SHAPE, 1), name="channel", **kw)(inputs)
     x = layers.Rescaling(1 / 255, name="scale", **kw)(x)

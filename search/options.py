@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "search": {"tuner": "random", "max_trials": 4, "max_epochs": 2, "train_size": 10000},
         # As many epochs as the budget leaves, up to 12 (by then the space's per-epoch decay
         # has cut the rate below 3% of its start); one member alone where two would get
-        # fewer than retrain.MIN_EPOCHS each.
+        # fewer than budget.MIN_EPOCHS each.
         "retrain": {"top": 2, "seeds": 1, "epochs": 12},
         "time_budget": 15 * 60,
     },

@@ -19,9 +19,8 @@ them really took (`TimeBudget`).
 from __future__ import annotations
 
 import json
-import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import keras
 from rich.console import Console
 
 from search import data as data_mod
+from search.budget import BUDGET_FILE, TimeBudget, recorded_rates
 from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
 from search.model import build_model, rebuild
 from search.study import Study, StudyError, atomic_path, read_json, write_atomic
@@ -39,15 +39,6 @@ MODEL_FILE = "member.keras"
 HOLD_OUT_SUFFIX = "_ho"
 # The percentage of the training images a member draws, as short as exact: 90, 90.5.
 SUBSAMPLE_SUFFIX = "_sub{:g}"
-BUDGET_FILE = "budget.json"
-# Where nothing can make up for a plan's error, epochs are planned for this share of the
-# time left: until a member has trained (the calibration samples a few seconds, and a real
-# fit adds tracing, checkpoints and logs), and for the last member (the VMs' speed swings).
-BUDGET_MARGIN = 0.9
-# Where the time left fits fewer epochs than this per member, fewer members train, each
-# longer: on the quick preset's configuration one member of 8 epochs erred less than two of
-# 4 averaged (BENCHMARKS.md, experiments). Longer members were not compared, hence no more.
-MIN_EPOCHS = 5
 
 
 @dataclass(frozen=True)
@@ -199,125 +190,15 @@ def mixed_calibration(members: list[Member]) -> str | None:
     )
 
 
-class TimeBudget:
-    """Sizes each member's epochs to the time left, just before the member starts.
-
-    The first sizes come from a few seconds of timed training steps of each configuration;
-    a real fit runs slower (tracing, checkpoints, logs, and speed swings of 0.8x and less on
-    shared 2-core machines). So every member
-    after the first is sized from the time the members before it really took. A member that
-    has begun keeps its epochs (its schedule depends on them): they are recorded in
-    `retrain/budget.json`, so a resumed run trains on with the schedule it started. Where
-    the time left would give each member fewer than `MIN_EPOCHS`, the last ranked are left
-    out (recorded with 0 epochs) until the rest get that many.
-
-    The configurations of one space mostly train at about one speed, and a calibration of a
-    few seconds can be far off (one read 1.5x its configuration's real speed, and as the last
-    member, with nothing after it to make up the difference, ran 10 minutes past the
-    budget; tests/test_retrain.py replays it). So no member is planned faster than the
-    median calibration, and the last one no faster than the slowest member trained before
-    it, within `BUDGET_MARGIN` of the time left. Planning too slow leaves minutes unused;
-    too fast breaks the budget.
-
-    Args:
-        seconds: the time, from now, every unfinished member has to fit in.
-        x, y: the training images the members train on (calibration, epoch size).
-    """
-
-    def __init__(self, study: Study, members: list[Member], x: Any, y: Any, seconds: float):
-        self.path = study.dir / RETRAIN_DIR / BUDGET_FILE
-        self.deadline = time.monotonic() + seconds
-        self.images = len(y)
-        recorded = read_json(self.path) if self.path.exists() else {}
-        epochs = recorded.get("epochs", {})
-        # Retrainings begun before members were sized one by one recorded one size for all.
-        self.epochs: dict[str, int] = (
-            epochs if isinstance(epochs, dict) else {m.name: epochs for m in members}
-        )
-        self.rates: dict[str, float] = recorded.get("images_per_s", {})
-        for m in members:
-            if m.trial_id not in self.rates:
-                self.rates[m.trial_id] = round(images_per_second(m.config, x, y), 1)
-        self.record = {"seconds": round(seconds), "at_most": max(m.epochs for m in members)}
-        # Seconds trained in this process, and what the calibration said they would take.
-        self.taken = self.expected = 0.0
-        # Images per second of the members trained in this process, as they really trained.
-        self.speeds: list[float] = []
-
-    def slowdown(self) -> float:
-        """Measured time over calibrated time (before any measurement: 1)."""
-        return self.taken / self.expected if self.expected else 1.0
-
-    def epoch_seconds(self, members: list[Member]) -> float:
-        """Calibrated seconds of one epoch of every member in `members`."""
-        return sum(self.images * m.subsample / self.rates[m.trial_id] for m in members)
-
-    def planned_seconds(self, members: list[Member], last: bool) -> float:
-        """Seconds one epoch of every member in `members` is planned to take here.
-
-        Each at its calibrated speed but no faster than the median calibration, times the
-        slowdown; with `last` (one member, trained last), no faster than the slowest so far.
-        """
-        median, slowdown = statistics.median(self.rates.values()), self.slowdown()
-        slowest = min(self.speeds, default=float("inf"))
-        seconds = 0.0
-        for m in members:
-            rate = min(self.rates[m.trial_id], median) / slowdown
-            seconds += self.images * m.subsample / (min(rate, slowest) if last else rate)
-        return seconds
-
-    def size(self, member: Member, rest: list[Member], console: Console) -> Member:
-        """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
-        if member.name not in self.epochs:
-            left = self.deadline - time.monotonic()
-            rest = [m for m in rest if self.epochs.get(m.name) != 0]
-            left_out: list[str] = []
-            while True:
-                per_epoch = self.planned_seconds([member, *rest], last=not rest)
-                # Nothing makes up for a plan's error before any member has trained, or after
-                # the last member.
-                margin = 1 if rest and self.expected else BUDGET_MARGIN
-                fits = int(left * margin / per_epoch)
-                if not rest or fits >= min(MIN_EPOCHS, member.epochs):
-                    break
-                # Fewer members rather than too short ones: the last ranked are left out.
-                left_out.insert(0, rest.pop().name)
-                self.epochs[left_out[0]] = 0
-            self.epochs[member.name] = max(1, min(fits, member.epochs))
-            write_atomic(
-                self.path,
-                json.dumps(
-                    {**self.record, "images_per_s": self.rates, "epochs": self.epochs}, indent=1
-                )
-                + "\n",
-            )
-            share = "" if margin == 1 else f", planned to use {margin:.0%} of it"
-            ratio = per_epoch / self.epoch_seconds([member, *rest])
-            console.print(
-                f"Time budget: {left / 60:.1f} min left for {1 + len(rest)} member(s){share}; "
-                f"an epoch of them takes about {per_epoch / 60:.1f} min here ({ratio:.2f}x "
-                f"the calibrated time) -> {self.epochs[member.name]} epochs for {member.name}"
-                + (
-                    f"; {', '.join(left_out)} left out: with them, each member would get "
-                    f"fewer than {MIN_EPOCHS} epochs"
-                    if left_out
-                    else ""
-                )
-            )
-            if fits < 1:
-                console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
-        return replace(member, epochs=self.epochs[member.name])
-
-    def planned(self, member: Member, guess: int) -> int:
-        """`member`'s epochs if sized already, else `guess` (at most its own), for ETAs."""
-        return self.epochs.get(member.name, min(member.epochs, guess))
-
-    def trained(self, member: Member, epochs: int, seconds: float) -> None:
-        """Count `epochs` of `member` that took `seconds`, for the next members' sizes."""
-        self.taken += seconds
-        self.expected += epochs * self.epoch_seconds([member])
-        if epochs and seconds > 0:
-            self.speeds.append(epochs * self.images * member.subsample / seconds)
+def calibrate(members: list[Member], x: Any, y: Any, known: dict[str, float]) -> dict[str, float]:
+    """Training images per second of each member's configuration on this machine: `known`
+    (measured by an earlier part of the run), the others from a few seconds of timed steps.
+    The calibration a time budget plans the first members with."""
+    rates = dict(known)
+    for m in members:
+        if m.trial_id not in rates:
+            rates[m.trial_id] = round(images_per_second(m.config, x, y), 1)
+    return rates
 
 
 def retrain(
@@ -344,9 +225,11 @@ def retrain(
         x, y = split.x_train, split.y_train
         console.print(f"Holding out the study's {len(split.y_val):,} validation images")
     todo = [m for m in members if not (member_dir(study, m.name, stage) / MANIFEST).exists()]
-    budget = (
-        TimeBudget(study, todo, x, y, time_budget) if todo and time_budget is not None else None
-    )
+    budget = None
+    if todo and time_budget is not None:
+        path = study.dir / RETRAIN_DIR / BUDGET_FILE
+        rates = calibrate(todo, x, y, recorded_rates(path))
+        budget = TimeBudget(path, todo, len(y), time_budget, rates)
     shares = ", ".join(sorted({f"{m.subsample:.0%}" for m in members if m.subsample < 1}))
     images = f"each on its own {shares} of {len(y):,} images" if shares else f"on {len(y):,} images"
     console.print(

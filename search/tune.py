@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from search import data as data_mod
-from search.budget import format_duration
+from search.budget import SearchBudget, format_duration
 from search.hypermodel import DigitsHyperModel, images_per_second
 from search.kt_internals import quiet_failed_trials, replace_method
 from search.options import TUNERS, SearchOptions
@@ -179,15 +179,8 @@ class DigitsTuner:
         self.epochs_done = 0  # in this process, for the ETA and the budget
         self.stats: dict[str, Any] = {}
         self.mark = self.started
-        self.deadline: float | None = None
-        self.epoch_estimate = 0.0  # seconds of an epoch, until one is measured
+        self.budget: SearchBudget | None = None  # set before the search: `train_trials`
         self.budget_note = ""
-
-    def set_budget(self, seconds: float, epoch_seconds: float) -> None:
-        """Start no trial that cannot end within `seconds` from now, at `epoch_seconds` an
-        epoch until epochs are measured."""
-        self.deadline = time.monotonic() + seconds
-        self.epoch_estimate = epoch_seconds
 
     def pre_create_trial(self) -> None:
         if not self.next_trial_fits():
@@ -197,23 +190,16 @@ class DigitsTuner:
     def next_trial_fits(self) -> bool:
         """Whether the next trial can end within the time budget (always, without one);
         if not, `budget_note` says so."""
-        if self.deadline is None:
+        if self.budget is None:
             return True
-        following = len(self.oracle.trials)  # the index of the trial the oracle would create
+        following = len(self.oracle.trials)  # the index of the trial the oracle creates next
         if following >= self.plan.trials:
             return True
-        elapsed = time.monotonic() - self.started
-        per_epoch = elapsed / self.epochs_done if self.epochs_done else self.epoch_estimate
-        need = per_epoch * self.plan.trial_epochs[following] * self.plan.executions
-        left = self.deadline - time.monotonic()
-        if need <= left:
-            return True
-        self.budget_note = (
-            f"[yellow]Time budget:[/] the next trial needs about {format_duration(need)}, "
-            f"{format_duration(max(left, 0))} is left: stopped after {following} of "
-            f"{self.plan.trials} trials. Rerun with a larger --time-budget to continue."
-        )
-        return False
+        if self.epochs_done:  # measured here, no longer the calibration's estimate
+            self.budget.epoch_seconds = (time.monotonic() - self.started) / self.epochs_done
+        epochs = self.plan.trial_epochs[following] * self.plan.executions
+        self.budget_note = self.budget.refusal(epochs, following, self.plan.trials) or ""
+        return not self.budget_note
 
     def on_search_begin(self) -> None:
         super().on_search_begin()
@@ -612,7 +598,7 @@ def train_trials(tuner: DigitsTuner, p: Prepared, opts: SearchOptions) -> None:
     """Run the tuner's trials in this process, within the time budget if there is one."""
     if opts.time_budget is not None:
         epoch = estimate_seconds(1, p.split, calibrate(p.space, p.split))
-        tuner.set_budget(opts.time_budget, epoch)
+        tuner.budget = SearchBudget(opts.time_budget, epoch)
         if not tuner.next_trial_fits():  # an oracle's trial budget cannot be 0
             return
     try:

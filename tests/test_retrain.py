@@ -12,14 +12,13 @@ from conftest import copy_of
 from rich.console import Console
 
 from search import data, space
+from search.budget import BUDGET_FILE, MIN_EPOCHS, TimeBudget, recorded_rates
 from search.retrain import (
-    BUDGET_FILE,
     MANIFEST,
-    MIN_EPOCHS,
     MODEL_FILE,
     EpochProgress,
     Member,
-    TimeBudget,
+    calibrate,
     finished_members,
     member_dir,
     mixed_calibration,
@@ -131,6 +130,14 @@ def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
     }
 
 
+def budget_for(study: Study, members: list, x, y, seconds: float) -> TimeBudget:
+    """A retraining's budget as `retrain` makes it: calibrated (or as recorded), then sized."""
+    path = study.dir / "retrain" / BUDGET_FILE
+    return TimeBudget(
+        path, members, len(y), seconds, calibrate(members, x, y, recorded_rates(path))
+    )
+
+
 def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path):
     d = data.load()
     x, y = d.x_train[:512], d.y_train[:512]
@@ -138,7 +145,7 @@ def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path
     a, b = smoke_member("a"), replace(smoke_member("b"), epochs=10**6)
     out = io.StringIO()
     console = Console(file=out)
-    budget = TimeBudget(study, [a, b], x, y, 3600)
+    budget = budget_for(study, [a, b], x, y, 3600)
     assert budget.size(a, [b], console).epochs == 3  # room for more: its planned epochs cap it
     # `a` took 10x its calibrated time: `b` is sized at that pace.
     budget.trained(a, 3, 3 * budget.epoch_seconds([a]) * 10)
@@ -152,17 +159,14 @@ def test_a_time_budget_sizes_each_member_from_what_the_ones_before_took(tmp_path
     assert recorded["epochs"] == {"a": 3, "b": sized} and recorded["images_per_s"]["0"] > 0
     # A resumed run keeps the epochs a member was sized to (its schedule depends on them),
     # and a member that does not fit at all gets one epoch, with a warning.
-    again = TimeBudget(study, [b, smoke_member("c")], x, y, 0.01)
+    again = budget_for(study, [b, smoke_member("c")], x, y, 0.01)
     assert again.size(b, [], console).epochs == sized
     assert again.size(smoke_member("c"), [], console).epochs == 1
     assert "not even one epoch fits" in out.getvalue()
-    # Retrainings begun before members were sized one by one recorded one size for all.
-    (study.dir / "retrain" / BUDGET_FILE).write_text(json.dumps({"epochs": 2}))
-    assert TimeBudget(study, [b], x, y, 3600).size(b, [], console).epochs == 2
 
 
 def test_a_budget_plans_past_an_outlying_calibration_and_keeps_a_margin_at_the_end(tmp_path):
-    # Full seed 21 (BENCHMARKS.md): five configurations alike but for dense width and learning
+    # A replayed run: five configurations alike but for dense width and learning
     # rate, calibrated as below; trial 3 really trained at about 600 images/s, the rest at
     # their calibration / 0.977. Planned from each calibration, it ran 10 minutes over.
     study = Study("s", tmp_path)
@@ -172,7 +176,7 @@ def test_a_budget_plans_past_an_outlying_calibration_and_keeps_a_margin_at_the_e
     (study.dir / "retrain" / BUDGET_FILE).write_text(json.dumps({"images_per_s": calibrated}))
     members = [replace(smoke_member(f"t{t}"), trial_id=t, epochs=40) for t in calibrated]
     y = np.zeros(60_000)
-    budget = TimeBudget(study, members, None, y, 6626)  # recorded rates: no calibration
+    budget = budget_for(study, members, None, y, 6626)  # recorded rates: no calibration
     left, out = 6626.0, io.StringIO()
     for i, member in enumerate(members):
         budget.deadline = time.monotonic() + left
@@ -190,7 +194,7 @@ def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path
     x, y = d.x_train[:512], d.y_train[:512]
     study = Study("s", tmp_path)
     a, b, c = (replace(smoke_member(name), epochs=12) for name in "abc")
-    budget = TimeBudget(study, [a, b, c], x, y, 3600)
+    budget = budget_for(study, [a, b, c], x, y, 3600)
     # Planned for 90% of the time (no member has trained yet), time for 8.8 epochs of one
     # member: 2 each for three, 4 each for two, both under MIN_EPOCHS, so `a` trains alone
     # (the last member too, but the margin counts once).
@@ -202,7 +206,7 @@ def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path
     recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
     assert recorded["epochs"] == {"a": 8, "b": 0, "c": 0}
     # With time for 5 epochs each, all three train.
-    roomy = TimeBudget(Study("t", tmp_path), [a, b, c], x, y, 3600)
+    roomy = budget_for(Study("t", tmp_path), [a, b, c], x, y, 3600)
     roomy.deadline = time.monotonic() + 15.8 / 0.9 * roomy.epoch_seconds([a])
     assert roomy.size(a, [b, c], Console(file=out)).epochs == 5
 

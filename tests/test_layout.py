@@ -28,6 +28,7 @@ ORDER = [
     "export",
     "predict",
     "pipeline",
+    "api",
     "board",
     "show",
     "cli",

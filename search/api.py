@@ -1,0 +1,198 @@
+"""The toolkit from Python: search, read the trials, retrain, ensemble, export and predict.
+
+    from search import api
+
+    space = api.load_space("smoke")                    # a built-in name, a .toml path or a dict
+    study = api.search(space, study="mine", tuner="random", max_trials=3)
+    rows = api.trials(study)                           # list of dicts, best first
+    frame = api.trials_frame(study)                    # the same as a pandas DataFrame
+
+Every function takes plain values and returns plain records; what the command line prints
+goes to `progress` (a function of one line) or nowhere. The same modules serve `digits`, so a
+study made here is one `digits results` and `digits board` read, and the other way round.
+"""
+
+from __future__ import annotations
+
+import io
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from search import results
+from search import space as space_mod
+from search.options import EXPORT_FORMATS, MODELS_ROOT, SearchOptions
+from search.quiet import quiet_tensorflow
+from search.space import Space, SpaceError
+from search.study import DEFAULT_ROOT, Study
+
+Progress = Callable[[str], None]
+
+
+class _Lines(io.StringIO):
+    """A file that hands each complete line written to it to `progress`."""
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress, self.pending = progress, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.progress(line)
+        return len(text)
+
+
+def _console(progress: Progress | None) -> Console:
+    if progress is None:
+        return Console(quiet=True)
+    return Console(file=_Lines(progress), width=200, soft_wrap=True, highlight=False)
+
+
+def _study(study: Study | str, root: str | Path) -> Study:
+    return study if isinstance(study, Study) else Study(study, Path(root))
+
+
+def load_space(space: Space | str | Path | dict[str, Any], name: str = "custom") -> Space:
+    """A validated search space: a built-in name ("quick"), a path to a .toml file, or the
+    TOML's content as a dict (`{"train": {"learning_rate": {"choice": [1e-3, 3e-3]}}}`)."""
+    if isinstance(space, Space):
+        return space
+    if isinstance(space, dict):
+        return space_mod.parse(space, Path(f"{name}.toml"), _toml(space, name))
+    return space_mod.load(str(space))
+
+
+def _toml(doc: dict[str, Any], name: str) -> str:
+    """`doc` as TOML text, for the study's record (tables of plain values, as spaces are)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+
+    lines = [f"description = {value(doc['description'])}"] if "description" in doc else []
+    for table, keys in doc.items():
+        if isinstance(keys, dict):
+            lines += [f"[{table}]", *(f"{k} = {value(v)}" for k, v in keys.items())]
+    text = "\n".join(lines) + "\n"
+    if tomllib.loads(text) != doc:
+        raise SpaceError(f"{name}: not a space (tables of values, choices and ranges)")
+    return text
+
+
+def search(
+    space: Space | str | Path | dict[str, Any],
+    *,
+    study: str | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Study:
+    """Run (or resume) a search; returns its study. `options` are `SearchOptions`' fields
+    (tuner, max_trials, max_epochs, train_size, val_size, executions, patience, seed, data,
+    overwrite, time_budget in seconds, max_failures), as `digits search` takes them."""
+    space = load_space(space)
+    opts = SearchOptions(study=study or space.name, root=Path(root), **options)
+    quiet_tensorflow()
+    from search.tune import run_search
+
+    run_search(space, opts, command="search.api.search", console=_console(progress))
+    return Study(opts.study, opts.root)
+
+
+def trials(study: Study | str, root: str | Path = DEFAULT_ROOT) -> list[dict[str, Any]]:
+    """Every trial of a study, best first: status, score (mean ± spread over executions),
+    epochs, seconds, the full-fidelity accuracy where measured, and its hyperparameters."""
+    return results.trial_rows(_study(study, root))
+
+
+def trials_frame(study: Study | str, root: str | Path = DEFAULT_ROOT) -> Any:
+    """`trials` as a pandas DataFrame (pandas must be installed)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("trials_frame needs pandas: pip install pandas") from None
+    return pd.DataFrame(trials(study, root))
+
+
+def retrain(
+    study: Study | str,
+    *,
+    top: int = 3,
+    seeds: int = 1,
+    epochs: int | None = None,
+    hold_out: bool = False,
+    time_budget: float | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Retrain the `top` trials with `seeds` seeds each; returns the members' folders."""
+    study = _study(study, root)
+    study.read()
+    quiet_tensorflow()
+    from search.retrain import plan_members
+    from search.retrain import retrain as train
+
+    with study.lock():
+        members = plan_members(study, top, seeds, epochs, hold_out)
+        return train(study, members, _console(progress), time_budget)
+
+
+def ensemble(
+    study: Study | str, *, tta: bool = False, root: str | Path = DEFAULT_ROOT
+) -> dict[str, Any]:
+    """Average the members, evaluate once on the test set, write the error analysis;
+    returns the evaluation (each member's and the ensemble's test accuracy and errors)."""
+    study = _study(study, root)
+    study.read()
+    quiet_tensorflow()
+    from search.pipeline import evaluate_and_report
+
+    return evaluate_and_report(study, tta).evaluation
+
+
+def export(
+    study: Study | str,
+    *,
+    name: str | None = None,
+    formats: Sequence[str] = EXPORT_FORMATS,
+    models: str | Path = MODELS_ROOT,
+    root: str | Path = DEFAULT_ROOT,
+) -> Path:
+    """Write the ensemble to `models/name/` (.keras, SavedModel, TFLite); returns the folder."""
+    study = _study(study, root)
+    study.read()
+    quiet_tensorflow()
+    from search.export import export as write
+
+    return write(study, name or study.name, tuple(formats), "search.api.export", Path(models))
+
+
+def predict(model: str | Path, images: np.ndarray | Sequence[str | Path]) -> np.ndarray:
+    """Digit probabilities [N, 10] from an exported model (its folder or .keras file).
+
+    `images`: an array of digits (uint8 or float 0..255, [N, 28, 28] as MNIST has them, or
+    [N, H, W] photos and scans, each converted the way `digits predict` converts a file), or
+    a list of image files (PNG, JPEG, .npy).
+    """
+    from search.predict import find_model, read_image, to_mnist
+
+    file = find_model(Path(model), Path(model))
+    if isinstance(images, np.ndarray):
+        batch = images if images.shape[1:] == (28, 28) else [to_mnist(i) for i in images]
+    else:
+        batch = [to_mnist(read_image(Path(f)), str(f)) for f in images]
+    quiet_tensorflow()
+    import keras
+
+    return keras.saving.load_model(file).predict(np.asarray(batch, np.float32), verbose=0)

@@ -34,8 +34,7 @@ Handler = Callable[[argparse.Namespace, Console], int]
 
 
 def _study(args: argparse.Namespace) -> Study:
-    """The study the command names, read once so a missing or damaged one is a clear error
-    before TensorFlow loads."""
+    """The study named, read now: a missing or damaged one is a clear error at once."""
     study = Study(args.study, args.logs)
     study.read()
     return study
@@ -213,17 +212,17 @@ def predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     p.add_argument("--model", type=Path, help="an export or .keras file (default: the only one)")
     p.add_argument("--json", action="store_true", help="JSON with the top 3 digits")
+    p.add_argument("--show", type=Path, metavar="DIR", help="write the 28x28 images it saw here")
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    from search.predict import ImageError, classify, find_model
+    from search.predict import classify, find_model, show
 
-    try:
-        model_file = find_model(args.model, args.models)
-    except ImageError as e:
-        raise StudyError(str(e)) from None
+    model_file = find_model(args.model, args.models)
     quiet_tensorflow()
     predictions, errors = classify(model_file, args.images)
+    if args.show:
+        show(predictions, args.show)
     if args.json:
         print(json.dumps([p.as_dict() for p in predictions] + errors, indent=2))
     else:

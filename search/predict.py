@@ -14,11 +14,15 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
 from search.data import IMAGE_SHAPE
+from search.study import StudyError
 
 BOX = 20  # MNIST fits each digit into 20x20, then centres it in 28x28
-INK = 0.2  # a pixel with more than this share of the darkest-to-lightest range is ink
+INK = 0.2  # a pixel with less than this share of the strongest ink is never a stroke
+KEEP = 0.1  # strokes this share of the largest one's size or more belong to the digit
+WORK_SIZE = 400  # pixels on the longer side the conversion works at
 
 
 class ImageError(Exception):
@@ -31,6 +35,7 @@ class Prediction:
     digit: int
     probability: float
     top3: list[tuple[int, float]]
+    image: np.ndarray  # the 28x28 digit the model saw
 
     def as_dict(self) -> dict[str, Any]:
         """The prediction as `digits predict --json` prints it."""
@@ -73,18 +78,18 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
-    """Convert a grayscale array to an MNIST-style uint8 28x28 digit."""
+    """Convert a grayscale photo, scan or array to an MNIST-style uint8 28x28 digit.
+
+    The paper and its uneven lighting are taken away (`ink`), grain and specks dropped and
+    the digit found as its main strokes (`strokes`), then the MNIST steps: fitted into 20x20
+    keeping its aspect ratio, centred by centre of mass in 28x28.
+    """
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > (gray.min() + gray.max()) / 2:
-        gray = gray.max() - gray  # dark on light -> light on dark, like MNIST
-    else:
-        gray = gray - gray.min()
-    gray = gray / gray.max()
-    rows = np.flatnonzero((gray > INK).any(axis=1))
-    cols = np.flatnonzero((gray > INK).any(axis=0))
-    digit = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    gray = _at_most(gray, WORK_SIZE)
+    digit = strokes(ink(gray))
+    if digit is None:
+        raise ImageError(f"{name}: empty image (no digit found)")
     h, w = digit.shape
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -104,6 +109,103 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
+def ink(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, 0..1, light on dark like MNIST, the background gone.
+
+    The paper's level is estimated everywhere at once, so a brightness gradient or a shadow
+    across the page does not read as ink: a grey closing (for dark ink on light paper; an
+    opening for light on dark) wider than any stroke wipes the strokes out of the image, a
+    blur smooths what is left, and the ink is what the image differs from it by.
+    """
+    h, w = gray.shape
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    dark_ink = (
+        np.median(border) > np.median(gray) or np.median(border) > (gray.min() + gray.max()) / 2
+    )
+    width = max(3, min(h, w) // 4)
+    if dark_ink:
+        background = ndimage.grey_closing(gray, size=width)
+        difference = ndimage.uniform_filter(background, width) - gray
+    else:
+        background = ndimage.grey_opening(gray, size=width)
+        difference = gray - ndimage.uniform_filter(background, width)
+    difference = np.clip(difference, 0, None)
+    top = np.percentile(difference, 99.9)
+    return np.clip(difference / top, 0, 1) if top > 0 else difference
+
+
+def strokes(amount: np.ndarray) -> np.ndarray | None:
+    """The digit's strokes cropped out of an ink map, or None where there is no digit.
+
+    Ink is what stands above the grain (Otsu's threshold between the two); the digit is the
+    largest connected stroke and those at least `KEEP` of its size (a 5's detached bar), so
+    specks are dropped, and so are ruled lines and a page's edge (`drop_lines`).
+    """
+    mask = drop_lines(amount > max(otsu(amount), INK))
+    labels, count = ndimage.label(mask)
+    if not count:
+        return None
+    sizes = ndimage.sum(mask, labels, range(1, count + 1))
+    keep = np.flatnonzero(sizes >= max(KEEP * sizes.max(), 1)) + 1
+    if not len(keep):
+        return None
+    digit = ndimage.binary_dilation(np.isin(labels, keep), iterations=1)
+    rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+    cropped = (amount * digit)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    core = cropped[cropped > INK]
+    # Strokes at full strength, as MNIST's are: pen pressure and lighting vary.
+    return np.clip(cropped / np.percentile(core, 90), 0, 1) if core.size else cropped
+
+
+def drop_lines(mask: np.ndarray) -> np.ndarray:
+    """`mask` without straight lines across the whole image thinner than the strokes.
+
+    A ruled line or the page's edge runs from side to side and is thinner than a pen's
+    stroke; a digit's own bar (a tightly cropped 7's) is as thick as its other strokes, so it
+    stays. Where the digit crossed the line it loses the line's few rows.
+    """
+    if not mask.any():
+        return mask
+    depth = ndimage.distance_transform_edt(mask)
+    stroke = 2 * np.percentile(depth[mask], 90)  # about the width of the strokes
+    h, w = mask.shape
+    out = mask.copy()
+    for length, axis in ((w, 1), (h, 0)):
+        along = (0, 1) if axis == 1 else (1, 0)  # a row's direction, or a column's
+        # Bridged over the gaps grain and JPEG leave in a printed line, then kept where a
+        # straight run crosses nine tenths of the image.
+        bridged = ndimage.binary_closing(mask, structure=np.ones([1 + 6 * a for a in along]))
+        run = [1 + round(0.9 * length - 1) * a for a in along]
+        lines, _ = ndimage.label(ndimage.binary_opening(bridged, structure=np.ones(run)))
+        for i, found in enumerate(ndimage.find_objects(lines), 1):
+            thickness = (lines[found] == i).sum() / (found[axis].stop - found[axis].start)
+            if thickness < 0.6 * stroke:
+                out[(lines == i) & mask] = False
+    return out
+
+
+def otsu(values: np.ndarray) -> float:
+    """The threshold that best splits `values` (0..1) in two (Otsu, 1979)."""
+    counts, edges = np.histogram(values, bins=128, range=(0, 1))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    mean = np.cumsum(counts * centres)
+    total, grand = weight[-1], mean[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (grand * weight - total * mean) ** 2 / (weight * (total - weight))
+    return float(centres[np.nanargmax(between)]) if np.isfinite(between).any() else 0.5
+
+
+def _at_most(gray: np.ndarray, size: int) -> np.ndarray:
+    """`gray` shrunk so its longer side is at most `size` pixels (a 12-megapixel photo needs
+    no more for a 28x28 digit, and the filters above cost by the pixel)."""
+    scale = size / max(gray.shape)
+    if scale >= 1:
+        return gray
+    shape = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(shape, Image.Resampling.BOX))
+
+
 def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """Shift with zero fill (np.roll would wrap strokes round the border)."""
     out = np.zeros_like(frame)
@@ -120,11 +222,11 @@ def find_model(path: Path | None, root: Path) -> Path:
         found = sorted(p.parent for p in root.glob("*/model.keras"))
         if len(found) != 1:
             listed = ", ".join(str(p) for p in found) or "none"
-            raise ImageError(f"{root}: pick a model with --model (found: {listed})")
+            raise StudyError(f"{root}: pick a model with --model (found: {listed})")
         path = found[0]
     file = path / "model.keras" if path.is_dir() else path
     if not file.is_file():
-        raise ImageError(f"{file}: no such model; export one with `digits export`")
+        raise StudyError(f"{file}: no such model; export one with `digits export`")
     return file
 
 
@@ -145,9 +247,23 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
     model = keras.saving.load_model(model_file)
     probs = model.predict(np.stack(images), verbose=0)
     predictions = []
-    for name, p in zip(names, probs, strict=True):
+    for name, p, image in zip(names, probs, images, strict=True):
         top = np.argsort(-p)[:3]
-        predictions.append(
-            Prediction(name, int(top[0]), float(p[top[0]]), [(int(d), float(p[d])) for d in top])
-        )
+        top3 = [(int(d), float(p[d])) for d in top]
+        predictions.append(Prediction(name, int(top[0]), float(p[top[0]]), top3, image))
     return predictions, errors
+
+
+def show(predictions: list[Prediction], folder: Path) -> list[Path]:
+    """Write the 28x28 image the model saw for each prediction into `folder`, as
+    `<file's stem>.png` (numbered where two files share a stem); returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for p in predictions:
+        path = folder / f"{Path(p.file).stem}.png"
+        n = 1
+        while path in written:
+            path, n = folder / f"{Path(p.file).stem}-{n}.png", n + 1
+        Image.fromarray(p.image).save(path)
+        written.append(path)
+    return written

@@ -71,6 +71,7 @@ def test_a_space_given_as_a_dict_is_validated_like_a_file():
     assert api.load_space("smoke").name == "smoke"
 
 
+@pytest.mark.slow
 def test_trials_come_as_a_dataframe_where_pandas_is_installed(finished_study):
     rows = api.trials("smoke", root=finished_study)
     assert [r["trial"] for r in rows] and rows[0]["val_accuracy"] >= rows[-1]["val_accuracy"]

@@ -13,6 +13,7 @@ from conftest import LOADERS, exported_probs, smoke_run
 
 from search import data, space
 from search.cli import main
+from search.predict import read_image, to_mnist
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
 
@@ -163,7 +164,10 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
     files += [tmp_path / "broken.png", tmp_path / "blank.png"]
 
-    code, out, err = run_cli("predict", *files, "--model", pipeline["model"], "--json")
+    seen = tmp_path / "seen"
+    code, out, err = run_cli(
+        "predict", *files, "--model", pipeline["model"], "--json", "--show", seen
+    )
     assert code == 2  # two files could not be read; the others are still classified
     rows = json.loads(out)
     results = {Path(r["file"]).name: r for r in rows if "digit" in r}
@@ -179,6 +183,11 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
     assert right >= len(names) - 1
     assert all(len(r["top3"]) == 3 for r in results.values())
     assert "broken.png: not an image" in err and "blank.png: empty image" in err
+    # --show: the 28x28 image the model saw, for each file it classified.
+    for f in files[:-2]:
+        shown = np.asarray(Image.open(seen / f"{f.stem}.png"))
+        assert shown.shape == (28, 28)
+        np.testing.assert_array_equal(shown, to_mnist(read_image(f), str(f)))
 
     code, out, _ = run_cli("predict", files[0], "--model", pipeline["model"])
     assert code == 0 and out.startswith(f"{files[0]}: ")

@@ -1,0 +1,167 @@
+"""`digits predict` on digits as people photograph and scan them: accuracy per condition.
+
+    python benchmarks/photos.py --model best_models/quick [--images 500] [--seed 0]
+
+Renders the first `--images` MNIST test digits (which no model here trained on) as image files
+under several conditions, then classifies each file the way `digits predict` does (read,
+convert to a 28x28 MNIST digit, the exported model) and reports the accuracy per condition
+beside the same digits clean (light on black, as MNIST has them, enlarged):
+
+- scan: dark ink on light grey paper with grain, the digit at a random place and size on the
+  page, strokes thinner or thicker; grey PNG;
+- scan, colour: the same on tinted paper in coloured ink, JPEG quality 90;
+- photo: a brightness gradient and a soft shadow across the page, rotation up to 10 degrees,
+  off-centre, JPEG quality 50-90, colour;
+- photo, ruled: a photo on ruled paper (a line across the page under the digit).
+
+Replaces the `photos` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from throughput import hardware, update_benchmarks
+
+from search import data
+from search.predict import read_image, to_mnist
+
+PAGE = 160  # pixels a side of a rendered page
+
+
+def strokes(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The digit as ink coverage 0..1 at a random size (60-130 px) and stroke width."""
+    size = int(rng.integers(60, 131))
+    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR))
+    ink = big / 255.0
+    width = rng.choice(["thin", "as is", "thick"])
+    k = max(1, size // 30)
+    if width == "thin":
+        ink = ndimage.grey_erosion(ink, size=k)
+    elif width == "thick":
+        ink = ndimage.grey_dilation(ink, size=k)
+    return np.clip(ink, 0, 1)
+
+
+def place(ink: np.ndarray, rng: np.random.Generator, centred: bool) -> np.ndarray:
+    """`ink` on an empty page, in the middle or anywhere it fits."""
+    page = np.zeros((PAGE, PAGE))
+    room = PAGE - ink.shape[0]
+    top, left = (room // 2, room // 2) if centred else rng.integers(0, room + 1, 2)
+    page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return page
+
+
+def paper(ink: np.ndarray, rng: np.random.Generator, lighting: np.ndarray | None) -> np.ndarray:
+    """Dark ink on light paper, with grain, under `lighting` (a field of factors)."""
+    level, ink_level = rng.uniform(190, 240), rng.uniform(15, 70)
+    page = level * (1 - ink) + ink_level * ink
+    if lighting is not None:
+        page = page * lighting
+    return np.clip(page + rng.normal(0, rng.uniform(3, 9), page.shape), 0, 255)
+
+
+def lighting(rng: np.random.Generator) -> np.ndarray:
+    """A brightness gradient (to 0.6-0.85 at one side) and a soft shadow over part of it."""
+    ys, xs = np.mgrid[0:PAGE, 0:PAGE] / PAGE
+    angle = rng.uniform(0, 2 * np.pi)
+    along = np.cos(angle) * xs + np.sin(angle) * ys
+    along = (along - along.min()) / (along.max() - along.min())
+    field = 1 - rng.uniform(0.15, 0.4) * along
+    edge = rng.uniform(0.2, 0.8)
+    shadow = ndimage.gaussian_filter((xs < edge).astype(float), PAGE / 12)
+    return field * (1 - rng.uniform(0.2, 0.4) * shadow)
+
+
+def colour(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A grey page as RGB: tinted paper, and ink of a colour (blue, black, red)."""
+    tint = rng.uniform(0.85, 1.0, 3)
+    return np.clip(page[..., None] * tint, 0, 255)
+
+
+def save(image: np.ndarray, path: Path, quality: int | None = None) -> Path:
+    im = Image.fromarray(image.astype(np.uint8))
+    if quality is None:
+        im.save(path.with_suffix(".png"))
+        return path.with_suffix(".png")
+    im.convert("RGB").save(path.with_suffix(".jpg"), quality=quality)
+    return path.with_suffix(".jpg")
+
+
+def clean(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
+    big = Image.fromarray(digit).resize((112, 112), Image.Resampling.BILINEAR)
+    return save(np.asarray(big), path)
+
+
+def scan(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
+    return save(paper(place(strokes(digit, rng), rng, centred=False), rng, None), path)
+
+
+def scan_colour(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
+    page = paper(place(strokes(digit, rng), rng, centred=False), rng, None)
+    return save(colour(page, rng), path, quality=90)
+
+
+def photo(digit: np.ndarray, rng: np.random.Generator, path: Path, ruled: bool = False) -> Path:
+    ink = place(strokes(digit, rng), rng, centred=False)
+    ink = ndimage.rotate(ink, rng.uniform(-10, 10), reshape=False, order=1)
+    if ruled:  # a printed line across the page, below the digit's middle
+        row = int(rng.integers(PAGE // 2, PAGE - 10))
+        ink[row : row + 2, :] = np.maximum(ink[row : row + 2, :], 0.5)
+    page = paper(np.clip(ink, 0, 1), rng, lighting(rng))
+    return save(colour(page, rng), path, quality=int(rng.integers(50, 91)))
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] = {
+    "clean (light on black, enlarged)": clean,
+    "scan: dark ink on grey paper, grain, any place, size and stroke": scan,
+    "scan, colour: tinted paper, coloured ink, JPEG 90": scan_colour,
+    "photo: gradient, shadow, rotation, JPEG 50-90, colour": photo,
+    "photo, ruled: the same on ruled paper": lambda d, r, p: photo(d, r, p, ruled=True),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="an export or a .keras file")
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import keras
+
+    from search.predict import find_model
+
+    model = keras.saving.load_model(find_model(args.model, args.model))
+    d = data.load()
+    x, y = d.x_test[: args.images], d.y_test[: args.images]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, render in CONDITIONS.items():
+            rng = np.random.default_rng(args.seed)
+            files = [render(x[i], rng, Path(tmp) / f"{i}") for i in range(len(y))]
+            digits = np.stack([to_mnist(read_image(f), str(f)) for f in files])
+            right = (model.predict(digits, verbose=0).argmax(axis=1) == y).mean()
+            rows.append((name, right))
+    base = rows[0][1]
+    text = "\n".join(
+        [
+            f"`python benchmarks/photos.py --model {args.model} --images {args.images}` on "
+            f"{hardware()}: the first {args.images} MNIST test digits rendered as files.",
+            "",
+            "| condition | accuracy | against clean |",
+            "|---|---|---|",
+            *(f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points |" for name, acc in rows),
+        ]
+    )
+    print(text)
+    update_benchmarks("photos", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,13 @@
-"""Run a keras-tuner search over a space: tuner, callbacks, progress, summary.
+"""Run a keras-tuner search over a space: plan, tuner, records, progress, summary.
 
-The tuners are keras-tuner's own. This module chooses one, hands it the HyperModel, a
+The tuners are keras-tuner's own, each with `DigitsTuner` mixed in: through keras-tuner's
+hooks it records every trial (stats, each execution's score, trials.csv) and keeps the time
+budget, while `SearchProgress` prints. This module hands the tuner the HyperModel, a
 `keras.callbacks.TensorBoard` (keras-tuner gives each trial its own log folder and writes the
-HParams) and early stopping, then reports progress and the best trials from the oracle's
-records, which are the source of truth: a resumed search reports the same way.
+HParams) and early stopping, and summarises the best trials from the oracle's records, which
+are the source of truth: a resumed search reports the same way. A search runs in this process,
+as the chief of a distributed one (`serve_workers`) or as one of its workers
+(`work_for_chief`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import date
 from pathlib import Path
 
 from throughput import hardware, update_benchmarks
@@ -63,7 +64,8 @@ def main() -> None:
     text = "\n".join(
         [
             f"`python benchmarks/fidelity.py --logs DIR {' '.join(args.studies)}` on "
-            f"{hardware()}. Full fidelity: every training image outside the study's "
+            f"{hardware()}, {date.today()}. Full fidelity: every training image outside the "
+            "study's "
             "validation split; errors on that split (5,000 images; the test set is not read).",
             "",
             "| search (its command) | sampled at full fidelity | Spearman [95%] | random "

@@ -217,13 +217,7 @@ def retrain(
     warning = mixed_calibration(members)
     if warning:
         console.print(f"[yellow]Warning:[/] {warning}")
-    dataset = load_study_data(study)
-    # Train + validation: every choice is made. A hold-out run keeps validation out.
-    x, y = dataset.x_train, dataset.y_train
-    if any(m.hold_out for m in members):
-        split = validation_split(study, dataset)
-        x, y = split.x_train, split.y_train
-        console.print(f"Holding out the study's {len(split.y_val):,} validation images")
+    x, y = training_images(study, any(m.hold_out for m in members), console)
     todo = [m for m in members if not (member_dir(study, m.name, stage) / MANIFEST).exists()]
     budget = None
     if todo and time_budget is not None:
@@ -262,6 +256,17 @@ def retrain(
         for m in members
         if (member_dir(study, m.name, stage) / MANIFEST).exists()
     ]
+
+
+def training_images(study: Study, hold_out: bool, console: Console) -> tuple[Any, Any]:
+    """Train + validation images (every choice is made), or with `hold_out` all but the
+    study's validation split."""
+    dataset = load_study_data(study)
+    if not hold_out:
+        return dataset.x_train, dataset.y_train
+    split = validation_split(study, dataset)
+    console.print(f"Holding out the study's {len(split.y_val):,} validation images")
+    return split.x_train, split.y_train
 
 
 def train_member(

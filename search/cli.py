@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -66,15 +67,43 @@ def search_args(p: argparse.ArgumentParser) -> None:
     add("--worker-timeout", type=at_least(10, float), default=WORKER_TIMEOUT, metavar="SECONDS")
     add("--strategy", choices=("mirrored",), help="train each trial on all local GPUs")
     add("--time-budget", type=duration, metavar="DURATION", help="e.g. 45m, 2h, 1h30")
+    recycle_arg(p)
+
+
+def recycle_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recycle",
+        type=at_least(0, float),
+        default=options.RECYCLE_MIB,
+        metavar="MIB",
+        help="carry on in a fresh process once memory grew by MIB (Keras keeps some memory "
+        "of every trial); 0: one process",
+    )
+
+
+def supervised(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a process that trains trials: in the child of `distribute.recycled`
+    it may leave to a fresh one, which carries on the search."""
+    if not os.environ.get(options.SUPERVISED):
+        return {"recycle": 0.0}
+    started = os.environ.get(options.CONTINUES)
+    return {"recycle": args.recycle, "started": float(started) if started else None}
 
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
     space = space_mod.load(args.space)  # validate before the slow imports
+    trains = not (args.plan or args.workers or args.chief)
+    if trains and args.recycle and not os.environ.get(options.SUPERVISED):
+        from search.distribute import recycled
+
+        return recycled(args.argv)
     quiet_tensorflow()
     from search import distribute
     from search.tune import plan_search, run_search
 
-    opts = SearchOptions.from_args(args, study=args.study or space.name, root=args.logs)
+    opts = SearchOptions.from_args(
+        args, study=args.study or space.name, root=args.logs, **supervised(args)
+    )
     study = Study(opts.study, opts.root)
     if args.plan:
         plan_search(space, opts, console)
@@ -87,8 +116,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     elif args.chief:
         watch = distribute.be_chief(args.chief, study, args.worker_timeout, console)
         run_search(space, opts, command=args.command, console=console, role="chief", watch=watch)
-    else:
-        run_search(space, opts, command=args.command, console=console)
+    elif run_search(space, opts, command=args.command, console=console).recycled:
+        return options.RECYCLE_EXIT
     return 0
 
 
@@ -98,20 +127,23 @@ def worker_args(p: argparse.ArgumentParser) -> None:
     add("--study", required=True, help="the study, in a folder shared with the chief")
     add("--id", default=f"worker-{socket.gethostname()}-{os.getpid()}", help="restart with it")
     add("--connect-timeout", type=float, default=CONNECT_TIMEOUT, help="seconds")
+    recycle_arg(p)
 
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from search import distribute
 
+    if args.recycle and not os.environ.get(options.SUPERVISED):
+        return distribute.recycled(args.argv)
     study = Study(args.study, args.logs)
     space, settings = distribute.join_chief(study, args.chief, args.id, args.connect_timeout)
     quiet_tensorflow()
     from search.tune import run_search
 
-    opts = SearchOptions(study=study.name, root=args.logs, **settings)
+    opts = SearchOptions(study=study.name, root=args.logs, **settings, **supervised(args))
     with distribute.heartbeat(study, args.id):
-        run_search(space, opts, command=args.command, console=console, role="worker")
-    return 0
+        tuner = run_search(space, opts, command=args.command, console=console, role="worker")
+    return options.RECYCLE_EXIT if tuner.recycled else 0
 
 
 def retrain_args(p: argparse.ArgumentParser) -> None:

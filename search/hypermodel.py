@@ -41,9 +41,13 @@ def learning_rate(config: dict[str, Any], steps: int, epochs: int) -> Any:
     """The schedule of `config`: constant, exponential decay per epoch, or cosine."""
     lr = config["learning_rate"]
     if config["schedule"] == "exponential":
-        # As in the original write-up: the rate is multiplied by `decay_rate` after each epoch.
+        # As in the original write-up: the rate is multiplied by `decay_rate` after each epoch
+        # of the configuration's `epochs`. Training longer (a retraining given more time)
+        # stretches the same curve over its epochs, so it ends as low: a curve that reached
+        # its floor early would spend the extra epochs at a rate too small to learn.
+        rate = config["decay_rate"] ** (min(config["epochs"] / epochs, 1.0))
         return keras.optimizers.schedules.ExponentialDecay(
-            lr, decay_steps=steps, decay_rate=config["decay_rate"], staircase=True
+            lr, decay_steps=steps, decay_rate=rate, staircase=True
         )
     if config["schedule"] == "cosine":
         warmup = min(config["warmup_epochs"], epochs - 1) * steps

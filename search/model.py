@@ -43,19 +43,7 @@ def build_model(
     if config["batch_norm"]:
         norm = FusedBatchNormalization if fused else layers.BatchNormalization
     for b in range(1, config["blocks"] + 1):
-        for c in range(1, config["convs_per_block"] + 1):
-            last = c == config["convs_per_block"]
-            strides = 2 if config["downsample"] == "strided" and last else 1
-            x = layers.Conv2D(
-                config[f"filters_{b}"],
-                config["kernel_size"],
-                strides=strides,
-                padding=config["padding"],
-                use_bias=norm is None,
-                name=f"b{b}_conv{c}",
-                **kw,
-            )(x)
-            x = _activate(x, norm, f"b{b}_conv{c}", kw)
+        x = _block(x, b, config, norm, kw)
         if config["downsample"] == "maxpool":
             x = layers.MaxPooling2D(2, name=f"b{b}_pool", **kw)(x)
         if config["dropout_conv"] > 0:
@@ -119,7 +107,40 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return y if rank == 4 else y[:, 0, 0, :]
 
 
+def _block(x: Any, b: int, config: dict[str, Any], norm: type | None, kw: dict[str, Any]) -> Any:
+    """Block `b`'s convs; with `residual`, its input (through a 1x1 conv where width or size
+    change, as in He et al.'s ResNet) is added to the last conv's output before its ReLU."""
+    shortcut, filters, n = x, config[f"filters_{b}"], config["convs_per_block"]
+    for c in range(1, n + 1):
+        strides = 2 if config["downsample"] == "strided" and c == n else 1
+        name = f"b{b}_conv{c}"
+        x = layers.Conv2D(
+            filters,
+            config["kernel_size"],
+            strides=strides,
+            padding=config["padding"],
+            use_bias=norm is None,
+            name=name,
+            **kw,
+        )(x)
+        if config["residual"] and c == n:
+            x = _normalize(x, norm, name, kw)
+            if shortcut.shape[-1] != filters or strides > 1:
+                shortcut = layers.Conv2D(
+                    filters, 1, strides=strides, use_bias=norm is None, name=f"b{b}_proj", **kw
+                )(shortcut)
+                shortcut = _normalize(shortcut, norm, f"b{b}_proj", kw)
+            x = layers.Add(name=f"b{b}_add", **kw)([x, shortcut])
+            x = layers.Activation("relu", name=f"{name}_relu", **kw)(x)
+        else:
+            x = _activate(x, norm, name, kw)
+    return x
+
+
+def _normalize(x: Any, norm: type | None, name: str, kw: dict[str, Any]) -> Any:
+    return x if norm is None else norm(momentum=BN_MOMENTUM, name=f"{name}_bn", **kw)(x)
+
+
 def _activate(x: Any, norm: type | None, name: str, kw: dict[str, Any]) -> Any:
-    if norm is not None:
-        x = norm(momentum=BN_MOMENTUM, name=f"{name}_bn", **kw)(x)
+    x = _normalize(x, norm, name, kw)
     return layers.Activation("relu", name=f"{name}_relu", **kw)(x)

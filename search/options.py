@@ -19,6 +19,14 @@ from search.budget import parse_duration
 TUNERS = ("hyperband", "random", "bayesian", "grid")
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 MODELS_ROOT = Path("best_models")  # where `digits export` writes, one folder per model
+# Keras keeps some memory of every model a process has built (traced step functions outlive
+# `clear_session`), about 2 MiB per small trial. A searching process whose memory grew by
+# RECYCLE_MIB since its first trial leaves with RECYCLE_EXIT, and the command that started
+# it starts a fresh one, which resumes the study (`search.distribute.recycled`).
+RECYCLE_MIB = 32.0
+RECYCLE_EXIT = 75  # EX_TEMPFAIL: "try again"
+SUPERVISED = "DIGITS_SUPERVISED"  # set in a process whose starter replaces it when it leaves
+CONTINUES = "DIGITS_SEARCH_STARTED"  # set in each replacement: the search's start, Unix time
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class SearchOptions:
     time_budget: float | None = None  # seconds; no trial starts that cannot finish in it
     strategy: str | None = None  # "mirrored": each trial on all local GPUs (tf.distribute)
     max_failures: int = 3  # consecutive failed trials that stop the search
+    recycle: float = 0.0  # MiB of growth after which the process leaves (RECYCLE_EXIT); 0: never
+    started: float | None = None  # Unix time the search began, when this process continues it
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **given: Any) -> SearchOptions:

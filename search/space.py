@@ -80,6 +80,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "batch_norm": Key(bool, False, "batch norm after each conv and dense layer"),
         "downsample": _one_of("maxpool", "after each block", "maxpool", "strided", "none"),
+        "residual": Key(
+            bool, False, "each block a residual unit: its input added to its last conv's output"
+        ),
         "dropout_conv": _range(float, 0.0, "dropout after each block", 0, 1, hi_open=True),
         "head": _one_of("flatten", "flatten or global average pooling", "flatten", "gap"),
         "dense_layers": _range(int, 1, "hidden dense layers", 0, 4),
@@ -104,7 +107,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "schedule": _one_of(
             "exponential", "learning-rate schedule", "constant", "exponential", "cosine"
         ),
-        "decay_rate": _range(float, 0.9, "exponential: LR factor per epoch", 0, 1, lo_open=True),
+        "decay_rate": _range(
+            float,
+            0.9,
+            "exponential: LR factor per epoch; longer runs stretch it",
+            0,
+            1,
+            lo_open=True,
+        ),
         "warmup_epochs": _range(int, 0, "cosine: linear warm-up epochs", 0, 100),
         "weight_decay": _range(float, 0.0, "adamw/sgd weight decay", 0, 1),
         "label_smoothing": _range(float, 0.0, "label smoothing", 0, 1, hi_open=True),
@@ -303,12 +313,14 @@ class Space:
 
 
 IMAGE_SIZE = 28
-SHAPE_KEYS = ("blocks", "convs_per_block", "kernel_size", "padding", "downsample")
+SHAPE_KEYS = ("blocks", "convs_per_block", "kernel_size", "padding", "downsample", "residual")
 
 
 def unbuildable(config: dict[str, Any]) -> str | None:
     """Why the CNN of `config` cannot be built, or None: its feature map must not shrink
     below a kernel or a pooling window ("valid" convs take k-1 pixels, pools halve)."""
+    if config["residual"] and config["padding"] == "valid":
+        return "residual blocks need padding = 'same' (the shortcut keeps the map's size)"
     size, k = IMAGE_SIZE, config["kernel_size"]
     for b in range(1, config["blocks"] + 1):
         for c in range(1, config["convs_per_block"] + 1):

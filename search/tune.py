@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import os
+import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,14 +170,30 @@ class DigitsTuner:
       where the HParams dashboard shows them;
     - `on_trial_end`: the trial's `stats.json` (epochs, seconds, epoch times, parameters,
       early stop), `trials.csv`, and the line `progress` prints;
-    - `pre_create_trial`: with a time budget, create no trial that cannot finish in it.
+    - `pre_create_trial`: with a time budget, create no trial that cannot finish in it; and
+      leave (`Recycle`) once this process's memory grew by `recycle` MiB, so that a fresh
+      one carries on (`search.distribute.recycled`).
 
     Mixed into each of keras-tuner's tuners (below), so every tuner records alike.
     """
 
-    def __init__(self, *args: Any, study: Study, plan: Plan, progress: SearchProgress, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        study: Study,
+        plan: Plan,
+        progress: SearchProgress,
+        recycle: float = 0.0,
+        started: float | None = None,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
         self.study, self.plan, self.progress = study, plan, progress
+        self.recycle = recycle
+        self.memory_base: float | None = None  # peak MiB after this process's first trial
+        self.recycled = False
+        # Seconds the search ran in the processes before this one.
+        self.carried = time.time() - started if started is not None else 0.0
         # On a worker of a distributed search the oracle lives in the chief, which keeps the
         # records; outcomes are then told from this process's own epochs.
         self.local = isinstance(self.oracle, kt.Oracle)
@@ -187,9 +206,21 @@ class DigitsTuner:
         self.budget_note = ""
 
     def pre_create_trial(self) -> None:
+        if self.grew_too_much():
+            self.recycled = True
+            raise Recycle
         if not self.next_trial_fits():
             # keras-tuner's own stop: the oracle creates no further trial.
             self.oracle.max_trials = len(self.oracle.trials)
+
+    def grew_too_much(self) -> bool:
+        """Whether this process's memory grew by more than `recycle` MiB since its first
+        trial, with trials still to run."""
+        if not self.recycle or self.memory_base is None:
+            return False
+        if self.local and len(self.oracle.trials) >= self.plan.trials:
+            return False  # nothing left: the summary comes from this process
+        return peak_memory_mib() - self.memory_base > self.recycle
 
     def next_trial_fits(self) -> bool:
         """Whether the next trial can end within the time budget (always, without one);
@@ -253,23 +284,35 @@ class DigitsTuner:
             if s["epochs_run"]:
                 images = self.hypermodel.train_size * s["epochs_run"]
                 s["images_per_s"] = round(images / s["seconds"], 1) if s["seconds"] else None
-                s["worker"] = self.tuner_id
+                s["worker"], s["pid"] = self.tuner_id, os.getpid()
                 write_stats(self.study.tuner_dir / f"trial_{trial.trial_id}", s)
+            if self.memory_base is None:
+                self.memory_base = peak_memory_mib()
             ended = self.oracle.trials[trial.trial_id] if self.local else trial
             self.progress.trial_ended(ended, s, self.local, self.eta())
             if self.local:
                 update_csv(self.study)
 
     def eta(self) -> str:
-        elapsed = time.monotonic() - self.started
+        elapsed = time.monotonic() - self.started + self.carried
         remaining = self.plan.epochs_from(len(self.oracle.end_order)) if self.local else 0
         if not self.epochs_done or not remaining:
             return f"elapsed {format_duration(elapsed)}"
-        eta = elapsed / self.epochs_done * remaining
+        eta = (time.monotonic() - self.started) / self.epochs_done * remaining
         return (
             f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)} "
             f"(at most {remaining} epoch(s) left)"
         )
+
+
+class Recycle(Exception):
+    """Raised before a trial when this process should hand the search to a fresh one."""
+
+
+def peak_memory_mib() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
 
 
 def log_scores(trial_runs: Path, scores: list[float]) -> None:
@@ -316,6 +359,8 @@ def make_tuner(
         study=study,
         plan=plan,
         progress=progress,
+        recycle=opts.recycle,
+        started=opts.started,
         distribution_strategy=make_strategy(opts.strategy),
         hypermodel=hypermodel,
         objective=kt.Objective(OBJECTIVE, "max"),
@@ -525,15 +570,14 @@ def prepare(space: Space, opts: SearchOptions, command: str) -> Prepared:
     return Prepared(space, Study(opts.study, opts.root), split, record, make_plan(space, opts))
 
 
-def build_tuner(
-    p: Prepared, opts: SearchOptions, console: Console, prefix: str = ""
-) -> DigitsTuner:
+def build_tuner(p: Prepared, opts: SearchOptions, console: Console) -> DigitsTuner:
     keras.utils.set_random_seed(opts.seed)
     hypermodel = DigitsHyperModel(
         p.space, len(p.split.y_train), trial_epochs(p.space, opts), opts.seed
     )
     progress = SearchProgress(console, p.space, p.plan)
-    with hypermodel.declaring():
+    # keras-tuner prints "Reloading Tuner from ..." when it resumes; the header says so.
+    with hypermodel.declaring(), contextlib.redirect_stdout(io.StringIO()):
         return make_tuner(opts.tuner, hypermodel, p.study, opts, p.plan, progress)
 
 
@@ -559,11 +603,14 @@ def run_search(
     with p.study.lock():  # the chief (or a lone search) owns the study
         resuming = open_study(p.study, p.record, opts)
         tuner = build_tuner(p, opts, console)
-        _header(console, p.space, opts, p.plan, p.split, p.study, resuming)
-        _warn_space(p.space, console)
+        if opts.started is None:  # a fresh process carrying on the search says nothing new
+            _header(console, p.space, opts, p.plan, p.split, p.study, resuming)
+            _warn_space(p.space, console)
         if role == "chief":
             return serve_workers(tuner, p, opts, console, watch)
         train_trials(tuner, p, opts)
+        if tuner.recycled:
+            return tuner
     rows = trial_rows(p.study)
     summarize(tuner, p.space, p.plan, console, opts.top, rows, tuner.budget_note)
     return tuner
@@ -599,10 +646,11 @@ def work_for_chief(p: Prepared, opts: SearchOptions, console: Console) -> kt.Tun
 
 
 def train_trials(tuner: DigitsTuner, p: Prepared, opts: SearchOptions) -> None:
-    """Run the tuner's trials in this process, within the time budget if there is one."""
+    """Run the tuner's trials in this process, within the time budget if there is one,
+    until they are done or the process should hand over (`tuner.recycled`)."""
     if opts.time_budget is not None:
         epoch = estimate_seconds(1, p.split, calibrate(p.space, p.split))
-        tuner.budget = SearchBudget(opts.time_budget, epoch)
+        tuner.budget = SearchBudget(opts.time_budget - tuner.carried, epoch)
         if not tuner.next_trial_fits():  # an oracle's trial budget cannot be 0
             return
     try:
@@ -613,6 +661,8 @@ def train_trials(tuner: DigitsTuner, p: Prepared, opts: SearchOptions) -> None:
             callbacks=search_callbacks(p.study, opts),
             verbose=0,
         )
+    except Recycle:
+        pass
     except RuntimeError as e:  # keras-tuner: too many consecutive failed trials
         if "consecutive failures" not in str(e):
             raise

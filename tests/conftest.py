@@ -98,13 +98,14 @@ def tiny_arrays() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture
-def run_cli(capsys):
-    """Call `digits` in-process; return (exit status, stdout, stderr)."""
+def run_cli(capfd):
+    """Call `digits` in-process; return (exit status, stdout, stderr), the output of the
+    processes it starts included (a search trains in a child process)."""
     from search.cli import main
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = main([str(a) for a in argv])
-        out = capsys.readouterr()
+        out = capfd.readouterr()
         return code, out.out, out.err
 
     return run

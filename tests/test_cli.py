@@ -50,11 +50,11 @@ def test_board_without_studies_says_so(tmp_path, run_cli):
     assert code == 2 and "run `digits search` first" in err
 
 
-def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, capsys):
+def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, capfd):
     with pytest.raises(SystemExit) as stopped:
         run_cli("retrain", "--study", "s", "--logs", tmp_path, "--subsample", "1.5")
     assert stopped.value.code == 2
-    assert "--subsample: must be a share in (0, 1], got 1.5" in capsys.readouterr().err
+    assert "--subsample: must be a share in (0, 1], got 1.5" in capfd.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -278,3 +278,57 @@ def test_watchdog_requeues_a_silent_workers_trial_and_ignores_its_late_result(tm
     assert events[-1] == f"ignored a late result for trial {lost.trial_id}, already ended elsewhere"
     assert oracle.end_order == [own.trial_id, lost.trial_id]
     assert not heartbeat_path(study, "alive").exists()  # a worker that ends removes its beat
+
+
+def stats(logs: Path) -> list[dict]:
+    folder = logs / "smoke" / "tuner"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("trial_*/stats.json"))]
+
+
+def test_a_search_carries_on_in_fresh_processes_and_reads_as_one(tmp_path):
+    logs = tmp_path / "logs"
+    args = [*SEARCH, "--train-size", "600", "--logs", str(logs), "--overwrite"]
+    done = digits(*args, "--recycle", "0.001", cwd=tmp_path)  # a fresh process nearly each trial
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len({s["pid"] for s in stats(logs)}) > 1
+    assert all(t["status"] == "COMPLETED" for t in trials(logs)) and len(trials(logs)) == 4
+    out = done.stdout
+    assert out.count("Starting study smoke") == 1  # --overwrite only for the first process
+    assert "Resuming" not in out and "Reloading" not in out
+    assert out.count("4 trials completed, 0 failed, 4 of 4 planned") == 1
+    for i in range(4):
+        assert out.count(f"Trial {i + 1}/4 (id {i})") == 1
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; in a container nobody may reap it
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_search_stopped_by_a_signal_stops_its_training_process(tmp_path, how):
+    logs = tmp_path / "logs"
+    args = [*SEARCH, "--train-size", "3000", "--logs", str(logs)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ongoing_trial(logs, "tuner0")
+        child = [p for p in _pids(f"--logs {logs}") if p != proc.pid]
+        assert len(child) == 1
+        proc.send_signal(how)
+        assert proc.wait(timeout=60) in (128 + signal.SIGTERM, -signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while alive(child[0]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(child[0])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert digits(*args, cwd=tmp_path).returncode == 0  # and the study resumes

@@ -122,7 +122,7 @@ def test_results_show_fidelity_and_a_rerun_trains_nothing(measured, run_cli):
     assert code == 2 and "trained for other epochs" in err and "--epochs" in err
 
 
-def test_fidelity_needs_two_seeds(run_cli, capsys):
+def test_fidelity_needs_two_seeds(run_cli, capfd):
     with pytest.raises(SystemExit) as exit:
         run_cli("fidelity", "--study", "smoke", "--seeds", "1")
-    assert exit.value.code == 2 and "--seeds: must be at least 2" in capsys.readouterr().err
+    assert exit.value.code == 2 and "--seeds: must be at least 2" in capfd.readouterr().err

@@ -101,9 +101,18 @@ def test_datasets_run_without_tf_data_autotuning():
 
 
 def test_exponential_schedule_decays_once_per_epoch():
-    config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5}
+    config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5, "epochs": 5}
     lr = learning_rate(config, steps=10, epochs=5)
     assert float(lr(9)) == pytest.approx(0.01) and float(lr(20)) == pytest.approx(0.0025)
+    # A trial that runs fewer epochs follows the same curve: its first epochs.
+    assert float(learning_rate(config, steps=10, epochs=2)(10)) == pytest.approx(0.005)
+
+
+def test_longer_training_stretches_the_exponential_curve_to_end_as_low():
+    config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5, "epochs": 5}
+    lr = learning_rate(config, steps=10, epochs=10)  # twice the configured epochs
+    assert float(lr(20)) == pytest.approx(0.005)  # after 2 of 10 epochs: 1 of 5
+    assert float(lr(99)) == pytest.approx(0.01 * 0.5 ** (9 / 2))  # the last epoch, as 4.5 of 5
 
 
 class PoisonWeights(keras.callbacks.Callback):

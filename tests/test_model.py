@@ -23,7 +23,9 @@ def corner_config(s: space.Space, end: int) -> dict:
     return config
 
 
-@pytest.mark.parametrize("name", ["deep", "full", "quick", "seed_v1", "seed_v2", "smoke"])
+@pytest.mark.parametrize(
+    "name", ["deep", "full", "quick", "residual", "seed_v1", "seed_v2", "smoke"]
+)
 @pytest.mark.parametrize("end", [0, -1])
 def test_each_builtin_space_builds_a_model_that_takes_raw_pixels(name, end):
     model = build_model(corner_config(space.load(name), end))
@@ -59,6 +61,31 @@ def test_layers_follow_the_configuration():
     assert [c.strides for c in convs] == [(1, 1), (2, 2), (1, 1), (2, 2)]
     assert sum("bn" in layer.name for layer in model.layers) == 5
     assert model.get_layer("dense1").units == 20
+
+
+def test_residual_blocks_add_their_input_projected_where_the_width_changes():
+    config = corner_config(space.load("smoke"), 0)
+    config.update(
+        blocks=3, convs_per_block=2, filters_1=4, filters_2=4, filters_3=8, padding="same"
+    )
+    config.update(residual=True, batch_norm=True, downsample="maxpool", head="gap")
+    model = build_model(config)
+    adds = [layer for layer in model.layers if layer.name.endswith("_add")]
+    assert [a.name for a in adds] == ["b1_add", "b2_add", "b3_add"]
+    # Block 1 widens 1 -> 4 channels and block 3 4 -> 8: projected; block 2 keeps 4: identity.
+    assert sorted(layer.name for layer in model.layers if layer.name.endswith("_proj")) == [
+        "b1_proj",
+        "b3_proj",
+    ]
+    assert model.get_layer("b2_add").input[1] is model.get_layer("b1_pool").output
+    assert model.predict(load().x_test[:2], verbose=0).shape == (2, 10)
+
+
+def test_residual_blocks_need_same_padding():
+    config = corner_config(space.load("smoke"), 0)
+    config.update(residual=True, padding="valid")
+    with pytest.raises(ValueError, match="residual blocks need padding = 'same'"):
+        build_model(config)
 
 
 @pytest.mark.parametrize("shape", [(16, 6, 6, 3), (16, 5)])  # after a conv, after a dense

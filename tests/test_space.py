@@ -65,7 +65,7 @@ def test_every_mistake_is_one_clear_line(tmp_path, text, message):
 
 def test_unknown_space_name_lists_builtins():
     with pytest.raises(
-        SpaceError, match="built-in spaces are deep, full, quick, seed_v1, seed_v2, smoke"
+        SpaceError, match="built-in spaces are deep, full, quick, residual, seed_v1, seed_v2, smoke"
     ):
         space.load("nope")
 

@@ -35,7 +35,7 @@ from rich.table import Table
 from search import data as data_mod
 from search.budget import SearchBudget, format_duration
 from search.hypermodel import DigitsHyperModel, images_per_second
-from search.kt_internals import quiet_failed_trials, replace_method
+from search.kt_internals import ResumableGridOracle, quiet_failed_trials, replace_method
 from search.options import TUNERS, SearchOptions
 from search.results import (
     failure_reason,
@@ -343,8 +343,18 @@ class BayesianTuner(DigitsTuner, kt.BayesianOptimization):
     pass
 
 
-class GridTuner(DigitsTuner, kt.GridSearch):
-    pass
+class GridTuner(DigitsTuner, kt.Tuner):
+    """keras-tuner's GridSearch, on a grid oracle that resumes where it stopped."""
+
+    def __init__(self, *, objective: Any, max_trials: int, seed: int, **kw: Any):
+        failures = kw.pop("max_consecutive_failed_trials")
+        oracle = ResumableGridOracle(
+            objective=objective,
+            max_trials=max_trials,
+            seed=seed,
+            max_consecutive_failed_trials=failures,
+        )
+        super().__init__(oracle=oracle, **kw)
 
 
 def make_tuner(

@@ -285,9 +285,10 @@ def stats(logs: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("trial_*/stats.json"))]
 
 
-def test_a_search_carries_on_in_fresh_processes_and_reads_as_one(tmp_path):
+@pytest.mark.parametrize("tuner", ["random", "grid"])  # grid: keras-tuner #1055
+def test_a_search_carries_on_in_fresh_processes_and_reads_as_one(tmp_path, tuner):
     logs = tmp_path / "logs"
-    args = [*SEARCH, "--train-size", "600", "--logs", str(logs), "--overwrite"]
+    args = [*SEARCH, "--train-size", "600", "--logs", str(logs), "--overwrite", "--tuner", tuner]
     done = digits(*args, "--recycle", "0.001", cwd=tmp_path)  # a fresh process nearly each trial
     assert done.returncode == 0, done.stderr[-2000:]
     assert len({s["pid"] for s in stats(logs)}) > 1

@@ -18,7 +18,7 @@ MAX_GROWTH_PER_TRIAL_MIB = 3.6
 
 
 def test_one_process_grows_little_per_trial():
-    curve, _ = measure(trials=14, recycle=0, train_size=300)
+    curve = measure(trials=14, recycle=0, train_size=300).curve
     assert len(curve) == 14
     per_trial = (curve[-1] - curve[3]) / (len(curve) - 4)
     assert per_trial < MAX_GROWTH_PER_TRIAL_MIB, (
@@ -27,6 +27,7 @@ def test_one_process_grows_little_per_trial():
 
 
 def test_fresh_processes_keep_a_search_flat():
-    curve, _ = measure(trials=14, recycle=8, train_size=300)
-    assert len(curve) == 14
+    run = measure(trials=14, recycle=8, train_size=300)
+    curve = run.curve
+    assert len(curve) == 14 and run.restarts() >= 1
     assert curve[-1] <= curve[4] * 1.05, f"trial 5: {curve[4]:.0f} MiB, 14: {curve[-1]:.0f}"

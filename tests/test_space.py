@@ -6,7 +6,7 @@ import pytest
 from search import space
 from search.space import SpaceError
 
-BUILTIN = ("deep", "full", "quick", "seed_v1", "seed_v2", "smoke")
+BUILTIN = ("deep", "full", "quick", "residual", "seed_v1", "seed_v2", "smoke")
 
 
 def write(tmp_path, text: str):

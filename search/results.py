@@ -183,7 +183,7 @@ def seed_noise(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         return best["val_accuracy"] - r["val_accuracy"] < NOISE_SE * se
 
     within = [r["trial"] for r in sorted(done, key=lambda r: -r["val_accuracy"]) if close(r)]
-    return {"sd": sd, "trials": len(repeated), "within": within}
+    return {"sd": sd, "trials": len(repeated), "within": within, "completed": len(done)}
 
 
 def noise_line(noise: dict[str, Any] | None) -> str:
@@ -193,8 +193,11 @@ def noise_line(noise: dict[str, Any] | None) -> str:
             "One execution per trial: seed noise is not measured, so close scores may not "
             "differ at all (--executions 3 measures it)."
         )
-    spread = f"seed standard deviation {noise['sd']:.4f}, pooled over {noise['trials']} trials"
+    trials = "1 trial" if noise["trials"] == 1 else f"{noise['trials']} trials"
+    spread = f"seed standard deviation {noise['sd']:.4f}, pooled over {trials}"
     within = noise["within"]
+    if noise["completed"] == 1:
+        return f"One trial, nothing to rank: its executions measure the seed noise ({spread})."
     if len(within) == 1:
         return f"Trial {within[0]} leads every other by more than seed noise ({spread})."
     return (

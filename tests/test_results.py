@@ -105,6 +105,8 @@ def test_seed_noise_pools_the_spread_and_names_the_trials_it_cannot_separate():
     assert noise["within"] == ["a", "b"]
     assert "Trials a, b lie within seed noise" in noise_line(noise)
     assert noise_line(seed_noise(rows[:1] + rows[2:])).startswith("Trial a leads every other")
+    alone = noise_line(seed_noise(rows[:1]))  # an A/B arm: one configuration, many seeds
+    assert alone.startswith("One trial, nothing to rank") and "pooled over 1 trial)" in alone
 
 
 def test_one_execution_per_trial_measures_no_noise():

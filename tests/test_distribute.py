@@ -214,6 +214,8 @@ def test_mirrored_strategy_runs_on_two_logical_cpus(tmp_path):
         "mirrored",
         "--logs",
         str(tmp_path / "logs"),
+        "--recycle",
+        "0",  # train in this process, where the two logical devices are set up
     ]
     code = f"""
 import os, sys

@@ -74,7 +74,7 @@ class Run:
     pids: list[int]  # the process that trained each trial
 
     def restarts(self) -> int:
-        return sum(a != b for a, b in zip(self.pids, self.pids[1:], strict=False))
+        return sum(a != b for a, b in zip(self.pids[:-1], self.pids[1:], strict=True))
 
     def restart_seconds(self) -> float:
         """What a fresh process adds to the trial it starts with: the median time between

@@ -67,24 +67,18 @@ def search_args(p: argparse.ArgumentParser) -> None:
     add("--worker-timeout", type=at_least(10, float), default=WORKER_TIMEOUT, metavar="SECONDS")
     add("--strategy", choices=("mirrored",), help="train each trial on all local GPUs")
     add("--time-budget", type=duration, metavar="DURATION", help="e.g. 45m, 2h, 1h30")
-    recycle_arg(p)
 
 
-def recycle_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--recycle",
-        type=at_least(0, float),
-        default=options.RECYCLE_MIB,
-        metavar="MIB",
-        help="carry on in a fresh process once memory grew by MIB (Keras keeps some memory "
-        "of every trial); 0: one process",
-    )
+def in_child() -> bool:
+    """Whether this process was started by `distribute.recycled`, which replaces it when it
+    leaves with RECYCLE_EXIT."""
+    return bool(os.environ.get(options.SUPERVISED))
 
 
 def supervised(args: argparse.Namespace) -> dict[str, Any]:
     """The options of a process that trains trials: in the child of `distribute.recycled`
     it may leave to a fresh one, which carries on the search."""
-    if not os.environ.get(options.SUPERVISED):
+    if not in_child():
         return {"recycle": 0.0}
     started = os.environ.get(options.CONTINUES)
     return {"recycle": args.recycle, "started": float(started) if started else None}
@@ -93,7 +87,7 @@ def supervised(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
     space = space_mod.load(args.space)  # validate before the slow imports
     trains = not (args.plan or args.workers or args.chief)
-    if trains and args.recycle and not os.environ.get(options.SUPERVISED):
+    if trains and args.recycle and not in_child():
         from search.distribute import recycled
 
         return recycled(args.argv)
@@ -127,13 +121,12 @@ def worker_args(p: argparse.ArgumentParser) -> None:
     add("--study", required=True, help="the study, in a folder shared with the chief")
     add("--id", default=f"worker-{socket.gethostname()}-{os.getpid()}", help="restart with it")
     add("--connect-timeout", type=float, default=CONNECT_TIMEOUT, help="seconds")
-    recycle_arg(p)
 
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from search import distribute
 
-    if args.recycle and not os.environ.get(options.SUPERVISED):
+    if args.recycle and not in_child():
         return distribute.recycled(args.argv)
     study = Study(args.study, args.logs)
     space, settings = distribute.join_chief(study, args.chief, args.id, args.connect_timeout)
@@ -309,8 +302,8 @@ def cmd_board(args: argparse.Namespace, console: Console) -> int:
 # name, help, the handler, what declares its own arguments, the shared options it takes.
 COMMANDS: list[tuple[str, str, Handler, Callable | None, str]] = [
     ("spaces", "the built-in search spaces", cmd_spaces, None, ""),
-    ("search", "run (or resume) a search", cmd_search, search_args, "data seed logs"),
-    ("worker", "train trials for a search's chief", cmd_worker, worker_args, "logs"),
+    ("search", "run (or resume) a search", cmd_search, search_args, "data seed logs recycle"),
+    ("worker", "train trials for a search's chief", cmd_worker, worker_args, "logs recycle"),
     ("retrain", "retrain the best trials", cmd_retrain, retrain_args, "study logs hold_out"),
     ("fidelity", "does the ranking hold long?", cmd_fidelity, fidelity_args, "study logs"),
     ("ensemble", "average the members, test once", cmd_ensemble, None, "study logs tta"),
@@ -345,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
         "hold_out": options.shared("--hold-out", action="store_true", help="keep validation out"),
         "tta": options.shared(
             "--tta", action="store_true", help="test-time augmentation: 1-px shifts"
+        ),
+        "recycle": options.shared(
+            "--recycle",
+            type=at_least(0, float),
+            default=options.RECYCLE_MIB,
+            metavar="MIB",
+            help="carry on in a fresh process once memory grew by MIB (Keras keeps some "
+            "memory of every trial); 0: one process",
         ),
     }
     for name, help, func, declare, takes in COMMANDS:

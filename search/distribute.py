@@ -105,14 +105,15 @@ def _die_with_parent() -> Callable[[], None] | None:
     return functools.partial(prctl, set_pdeathsig, int(signal.SIGTERM))
 
 
-def without_flag(argv: list[str], flag: str) -> list[str]:
-    """`argv` without `flag VALUE` (or `flag=VALUE`)."""
+def without_flag(argv: list[str], flag: str, value: bool = True) -> list[str]:
+    """`argv` without `flag VALUE` (or `flag=VALUE`); with `value=False`, without the
+    switch `flag` alone."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
         elif a == flag:
-            skip = True
+            skip = value
         elif not a.startswith(f"{flag}="):
             out.append(a)
     return out
@@ -122,7 +123,7 @@ def recycled(argv: list[str]) -> int:
     """Run `digits <argv>` (a search or a worker) in a child process, and again in a fresh
     one each time it leaves to shed the memory it gathered (RECYCLE_EXIT); returns the exit
     status of the last. The fresh ones resume the study where the last left it."""
-    started, again = time.time(), without_switch(argv, "--overwrite")
+    started, again = time.time(), without_flag(argv, "--overwrite", value=False)
     code = _supervise(argv, {SUPERVISED: "1"})
     while code == RECYCLE_EXIT:
         code = _supervise(again, {SUPERVISED: "1", CONTINUES: repr(started)})
@@ -147,10 +148,6 @@ def _supervise(argv: list[str], env: dict[str, str]) -> int:
                 continue
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def without_switch(argv: list[str], switch: str) -> list[str]:
-    return [a for a in argv if a != switch]
 
 
 def run_local(argv: list[str], study: Study, workers: int, console: Console) -> int:

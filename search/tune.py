@@ -346,13 +346,20 @@ class BayesianTuner(DigitsTuner, kt.BayesianOptimization):
 class GridTuner(DigitsTuner, kt.Tuner):
     """keras-tuner's GridSearch, on a grid oracle that resumes where it stopped."""
 
-    def __init__(self, *, objective: Any, max_trials: int, seed: int, **kw: Any):
-        failures = kw.pop("max_consecutive_failed_trials")
+    def __init__(
+        self,
+        *,
+        objective: Any,
+        max_trials: int,
+        seed: int,
+        max_consecutive_failed_trials: int,
+        **kw: Any,
+    ):
         oracle = ResumableGridOracle(
             objective=objective,
             max_trials=max_trials,
             seed=seed,
-            max_consecutive_failed_trials=failures,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
         super().__init__(oracle=oracle, **kw)
 

@@ -233,6 +233,28 @@ def cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def compare_args(p: argparse.ArgumentParser) -> None:
+    add = p.add_argument
+    add("--study", action="append", required=True, help="a study under --logs; repeat it")
+    add("--json", action="store_true", help="print JSON instead of tables")
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    studies = [Study(name, args.logs) for name in dict.fromkeys(args.study)]
+    for study in studies:
+        study.read()
+    quiet_tensorflow()
+    from search.compare import compare
+    from search.show import print_compare
+
+    result = compare(studies)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_compare(console, result)
+    return 0
+
+
 def predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     p.add_argument("--model", type=Path, help="an export or .keras file (default: the only one)")
@@ -306,6 +328,7 @@ COMMANDS: list[tuple[str, str, Handler, Callable | None, str]] = [
     ("worker", "train trials for a search's chief", cmd_worker, worker_args, "logs recycle"),
     ("retrain", "retrain the best trials", cmd_retrain, retrain_args, "study logs hold_out"),
     ("fidelity", "does the ranking hold long?", cmd_fidelity, fidelity_args, "study logs"),
+    ("compare", "held-out members, on validation", cmd_compare, compare_args, "logs"),
     ("ensemble", "average the members, test once", cmd_ensemble, None, "study logs tta"),
     ("export", "write best_models/<name>/", cmd_export, export_args, "study logs models"),
     ("predict", "classify digit images", cmd_predict, predict_args, "models"),

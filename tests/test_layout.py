@@ -24,6 +24,7 @@ ORDER = [
     "retrain",
     "ensemble",
     "fidelity",
+    "compare",
     "report",
     "export",
     "predict",

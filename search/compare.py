@@ -1,0 +1,195 @@
+"""Which members to average? Held-out members of one or more studies, compared on validation.
+
+Members retrained without the validation split (`digits retrain --hold-out`, and every member
+`digits fidelity` trains) can be scored on it. `compare` pools such members from several
+studies (for example two model families, each searched in its own space), counts each
+member's validation errors, groups the seeds of one configuration (mean and spread), and
+averages members into ensembles: each study's own, all of them together, and a forward
+selection that adds, one at a time, the member that lowers the ensemble's errors most
+(Caruana et al., 2004). The selection is chosen on the split it is scored on, so its figure
+flatters it; each study's ensemble and the pooled one choose nothing. Against each study's own
+ensemble the pooled one is counted image by image: how many it fixes, how many it breaks.
+
+The studies must hold out the same split (same data, size and seed). Nothing is written and
+the test set is not read: this is where an ensemble's make-up is chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.ensemble import load_member, predict
+from search.fidelity import STAGE as FIDELITY_STAGE
+from search.retrain import RETRAIN_DIR, finished_members, load_study_data, validation_split
+from search.study import Study, StudyError
+
+STAGES = (RETRAIN_DIR, FIDELITY_STAGE)  # the folders a study's members can live in
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One held-out member and its probabilities on the validation split."""
+
+    label: str  # study/stage/member: a study's retrain and fidelity folders reuse names
+    study: str
+    trial_id: str
+    seed: int
+    epochs: int
+    seconds: float
+    probs: np.ndarray
+    errors: int
+
+
+def scored(
+    study: Study, stage: str, manifest: dict[str, Any], probs: np.ndarray, labels: np.ndarray
+) -> Scored:
+    return Scored(
+        label=f"{study.name}/{stage}/{manifest['name']}",
+        study=study.name,
+        trial_id=str(manifest["trial_id"]),
+        seed=int(manifest["seed"]),
+        epochs=int(manifest["epochs"]),
+        seconds=float(manifest.get("seconds", 0.0)),
+        probs=probs,
+        errors=errors_of(probs, labels),
+    )
+
+
+def held_out_members(study: Study) -> list[tuple[str, dict[str, Any], Any]]:
+    """(stage, manifest, model path) of the study's members trained without its validation
+    split, from `digits retrain --hold-out` and `digits fidelity`."""
+    found = [
+        (stage, manifest, path)
+        for stage in STAGES
+        if (study.dir / stage).is_dir()
+        for manifest, path in finished_members(study, stage)
+        if manifest.get("hold_out")
+    ]
+    if not found:
+        raise StudyError(
+            f"study '{study.name}' has no members trained without its validation split; "
+            "run `digits retrain --hold-out` or `digits fidelity` first"
+        )
+    return found
+
+
+def shared_split(studies: list[Study]) -> tuple[Any, Any]:
+    """The validation images and labels every study holds out, or a clear error if they differ."""
+
+    def split_of(study: Study) -> tuple[str, int, int]:
+        record = study.read()
+        return record["data"]["sha256"], record["data"]["val"], record.get("seed", 0)
+
+    first = split_of(studies[0])
+    for study in studies[1:]:
+        if split_of(study) != first:
+            raise StudyError(
+                f"studies '{studies[0].name}' and '{study.name}' hold out different validation "
+                "splits (data, --val-size or --seed differ); compare studies searched alike"
+            )
+    split = validation_split(studies[0], load_study_data(studies[0]))
+    return split.x_val, split.y_val
+
+
+def errors_of(probs: np.ndarray, labels: np.ndarray) -> int:
+    return int((probs.argmax(axis=1) != labels).sum())
+
+
+def _scores(probs: np.ndarray, labels: np.ndarray) -> tuple[int, float]:
+    """Errors, then log loss to break the many ties of a count."""
+    true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
+    return errors_of(probs, labels), float(-np.log(true).mean())
+
+
+def forward_selection(members: list[Scored], labels: np.ndarray) -> list[dict[str, Any]]:
+    """Greedy: start from the member with fewest errors, add the one that lowers the
+    ensemble's errors most (ties: its log loss), until every member is in. Each step's
+    ensemble, so a reader sees where more members stop paying."""
+    chosen: list[int] = []
+    total = np.zeros_like(members[0].probs)
+    steps = []
+    while len(chosen) < len(members):
+        scores = {
+            i: _scores((total + members[i].probs) / (len(chosen) + 1), labels)
+            for i in range(len(members))
+            if i not in chosen
+        }
+        best = min(scores, key=scores.__getitem__)
+        chosen.append(best)
+        total += members[best].probs
+        steps.append(_ensemble([members[i] for i in chosen], labels, total / len(chosen)))
+    return steps
+
+
+def _ensemble(group: list[Scored], labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    return {
+        "members": [m.label for m in group],
+        "val_errors": errors_of(probs, labels),
+        "minutes": round(sum(m.seconds for m in group) / 60, 1),
+        "wrong": np.flatnonzero(probs.argmax(axis=1) != labels),
+    }
+
+
+def by_configuration(members: list[Scored]) -> list[dict[str, Any]]:
+    """Seeds of one configuration (study and trial) together: errors, mean, spread."""
+    groups: dict[tuple[str, str], list[Scored]] = {}
+    for m in members:
+        groups.setdefault((m.study, m.trial_id), []).append(m)
+    rows = []
+    for (study, trial), group in groups.items():
+        errors = [m.errors for m in group]
+        rows.append(
+            {
+                "study": study,
+                "trial": trial,
+                "epochs": sorted({m.epochs for m in group}),
+                "val_errors": errors,
+                "mean": float(np.mean(errors)),
+                "sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
+                "minutes_each": round(float(np.mean([m.seconds for m in group])) / 60, 1),
+            }
+        )
+    return sorted(rows, key=lambda r: r["mean"])
+
+
+def compare(studies: list[Study]) -> dict[str, Any]:
+    """Every held-out member of `studies` on their shared validation split, and ensembles of
+    them (see the module's docstring). Reads the validation split only."""
+    x, y = shared_split(studies)
+    members = [
+        scored(study, stage, manifest, predict(load_member(manifest, path), x), y)
+        for study in studies
+        for stage, manifest, path in held_out_members(study)
+    ]
+
+    def averaged(group: list[Scored]) -> dict[str, Any]:
+        return _ensemble(group, y, np.mean([m.probs for m in group], axis=0))
+
+    own = {s.name: averaged([m for m in members if m.study == s.name]) for s in studies}
+    pooled = averaged(members)
+    for entry in own.values():
+        entry["pooled_fixes"] = len(np.setdiff1d(entry["wrong"], pooled["wrong"]))
+        entry["pooled_breaks"] = len(np.setdiff1d(pooled["wrong"], entry["wrong"]))
+    result = {
+        "val_images": len(y),
+        "members": [
+            {"member": m.label, "epochs": m.epochs, "val_errors": m.errors} for m in members
+        ],
+        "configurations": by_configuration(members),
+        "studies": own,
+        "pooled": pooled,
+        "selection": forward_selection(members, y),
+    }
+    return _plain(result)
+
+
+def _plain(value: Any) -> Any:
+    """The result as JSON-ready values: index arrays become the count of wrong images."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "wrong"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

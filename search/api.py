@@ -1,4 +1,5 @@
-"""The toolkit from Python: search, read the trials, retrain, ensemble, export and predict.
+"""The toolkit from Python: search, read the trials, retrain, measure fidelity, compare,
+ensemble, export and predict.
 
     from search import api
 
@@ -146,6 +147,40 @@ def retrain(
     with study.lock():
         members = plan_members(study, top, seeds, epochs, hold_out)
         return train(study, members, _console(progress), time_budget)
+
+
+def fidelity(
+    study: Study | str,
+    *,
+    epochs: int | None = None,
+    sample: int = 8,
+    seeds: int = 2,
+    root: str | Path = DEFAULT_ROOT,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Retrain a sample of the study's trials at full fidelity (`epochs` on every image
+    outside the validation split, `seeds` each) and compare with the search's ranking;
+    returns what `digits fidelity` prints (rank correlations, regret, seed spread)."""
+    study = _study(study, root)
+    study.read()
+    quiet_tensorflow()
+    from search.fidelity import measure
+
+    with study.lock():
+        return measure(study, sample, seeds, epochs, _console(progress))
+
+
+def compare(studies: Sequence[Study | str], *, root: str | Path = DEFAULT_ROOT) -> dict[str, Any]:
+    """The held-out members of `studies` on their shared validation split: each
+    configuration's errors by seed, each study's ensemble, all pooled, a forward selection
+    (what `digits compare` prints). Reads no test image, writes nothing."""
+    chosen = [_study(s, root) for s in studies]
+    for study in chosen:
+        study.read()
+    quiet_tensorflow()
+    from search.compare import compare as pooled
+
+    return pooled(chosen)
 
 
 def ensemble(

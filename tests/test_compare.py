@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import random_smoke
 
-from search import data
+from search import api, data
 from search.compare import Scored, by_configuration, errors_of, forward_selection
 
 LABELS = np.array([0, 1, 2, 3])
@@ -51,7 +51,7 @@ def test_seeds_of_one_configuration_are_grouped_with_their_spread():
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory, mnist_subset):
-    """Study a: 3 smoke trials, `digits fidelity` at 1 epoch (6 members). Study b: 2 trials,
+    """Study a: 3 smoke trials, `api.fidelity` at 1 epoch (6 members). Study b: 2 trials,
     its best retrained with --hold-out. Study c: searched with another validation size."""
     from search.cli import main
 
@@ -60,7 +60,8 @@ def studies(tmp_path_factory, mnist_subset):
     for name, trials, val in (("a", 3, 500), ("b", 2, 500), ("c", 1, 400)):
         argv = [*random_smoke(trials), "--study", name, "--val-size", str(val), *common]
         assert main(argv) == 0
-    assert main(["fidelity", "--study", "a", "--epochs", "1", "--logs", str(logs)]) == 0
+    fidelity = api.fidelity("a", epochs=1, root=logs)
+    assert len(fidelity["members"]) == 6
     retrain = ["retrain", "--study", "b", "--hold-out", "--top", "1", "--epochs", "1"]
     assert main([*retrain, "--logs", str(logs)]) == 0
     return logs
@@ -88,6 +89,7 @@ def test_compare_pools_the_held_out_members_of_two_studies(studies, mnist_subset
     assert [len(c["val_errors"]) for c in result["configurations"]].count(2) == 3
     code, out, _ = run_cli("compare", "--study", "a", "--study", "b", "--logs", studies)
     assert code == 0 and "All members against a's alone" in out and "Forward selection" in out
+    assert api.compare(["a", "b"], root=studies) == result
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 `SearchBudget` starts no trial the time left cannot finish; `TimeBudget` sizes each retrained
 member's epochs to the time left as it starts. Both plan from a calibration their caller
-measures first (a few seconds of timed training steps: `tune.calibrate`,
+measures first (a few seconds of timed training steps: `plan.calibrate`,
 `retrain.calibrate`), then from what really ran. `parse_duration` reads what `--time-budget`
 takes (`45m`, `2h`, `1h30m`, `90s`, plain seconds, and `1h30`, where a number after hours
 counts minutes, as on a clock); `format_duration` prints seconds the same way.

@@ -93,7 +93,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         return recycled(args.argv)
     quiet_tensorflow()
     from search import distribute
-    from search.tune import plan_search, run_search
+    from search.plan import plan_search
+    from search.tune import run_search
 
     opts = SearchOptions.from_args(
         args, study=args.study or space.name, root=args.logs, **supervised(args)

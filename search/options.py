@@ -17,6 +17,7 @@ from typing import Any
 from search.budget import parse_duration
 
 TUNERS = ("hyperband", "random", "bayesian", "grid")
+OBJECTIVE = "val_accuracy"  # what every tuner maximises, on the study's validation split
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 MODELS_ROOT = Path("best_models")  # where `digits export` writes, one folder per model
 # Keras keeps some memory of every model a process has built (traced step functions outlive

@@ -1,13 +1,12 @@
-"""Run a keras-tuner search over a space: plan, tuner, records, progress, summary.
+"""Run a keras-tuner search over a space: the tuner, the study's record, resuming.
 
 The tuners are keras-tuner's own, each with `DigitsTuner` mixed in: through keras-tuner's
 hooks it records every trial (stats, each execution's score, trials.csv) and keeps the time
-budget, while `SearchProgress` prints. This module hands the tuner the HyperModel, a
+budget, while `progress.SearchProgress` prints. This module hands the tuner the HyperModel, a
 `keras.callbacks.TensorBoard` (keras-tuner gives each trial its own log folder and writes the
-HParams) and early stopping, and summarises the best trials from the oracle's records, which
-are the source of truth: a resumed search reports the same way. A search runs in this process,
-as the chief of a distributed one (`serve_workers`) or as one of its workers
-(`work_for_chief`).
+HParams) and early stopping; what the search will run is `plan`'s, what it prints
+`progress`'s. A search runs in this process, as the chief of a distributed one
+(`serve_workers`) or as one of its workers (`work_for_chief`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import math
 import os
 import resource
 import statistics
@@ -29,32 +27,29 @@ from typing import Any
 import keras
 import keras_tuner as kt
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from search import data as data_mod
 from search.budget import SearchBudget, format_duration
-from search.hypermodel import DigitsHyperModel, images_per_second
+from search.hypermodel import DigitsHyperModel
 from search.kt_internals import ResumableGridOracle, quiet_failed_trials, replace_method
-from search.options import TUNERS, SearchOptions
-from search.results import (
-    failure_reason,
-    format_score,
-    noise_line,
-    seed_noise,
-    trial_rows,
-    update_csv,
-    write_scores,
-    write_stats,
+from search.options import OBJECTIVE, SearchOptions
+from search.plan import (
+    HYPERBAND_FACTOR,
+    Plan,
+    calibrate,
+    check_tuner,
+    estimate_seconds,
+    make_plan,
+    trial_epochs,
+    warn_space,
 )
+from search.progress import SearchProgress, header, summarize
+from search.results import failure_reason, trial_rows, update_csv, write_scores, write_stats
 from search.space import Space
 from search.study import Study, StudyError, new_record, read_json
 
 quiet_failed_trials()
 
-OBJECTIVE = "val_accuracy"
-DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
-HYPERBAND_FACTOR = 3
 IDLE_PAUSE = 1.0  # seconds a distributed worker waits before asking its chief again
 # What must match to resume a study: budgets (max_trials) may grow, and the data may move
 # (its path), but not change (its checksum and split).
@@ -66,82 +61,6 @@ IDENTITY = {
     "data": lambda r: [r["data"][k] for k in ("sha256", "train", "val")],
     "seed": lambda r: r["seed"],
 }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a search will run: epochs of each planned trial, in order, each trained
-    `executions` times."""
-
-    trial_epochs: list[int]
-    executions: int = 1
-
-    @property
-    def trials(self) -> int:
-        return len(self.trial_epochs)
-
-    @property
-    def epochs(self) -> int:
-        """Epochs trained in all, every execution counted."""
-        return sum(self.trial_epochs) * self.executions
-
-    def epochs_from(self, trial: int) -> int:
-        """Epochs trained by trial number `trial` (0-based) and the ones after it."""
-        return sum(self.trial_epochs[trial:]) * self.executions
-
-
-def hyperband_epochs(max_epochs: int, factor: int = HYPERBAND_FACTOR) -> list[int]:
-    """Epochs trained by each trial of one Hyperband iteration, in the order they run.
-
-    Mirrors keras-tuner's HyperbandOracle: brackets from the most aggressive down, each round
-    keeping the best 1/factor of the last and training them on from where they stopped.
-    """
-    brackets, e = 0, max_epochs
-    while e >= 1:
-        e, brackets = e / factor, brackets + 1
-    end0 = math.ceil(1 + math.log(max_epochs, factor))
-
-    def size(b: int, r: int) -> int:
-        return math.ceil(end0 / (b + 1) * factor ** (b - r))
-
-    def epochs(b: int, r: int) -> int:
-        return math.ceil(max_epochs / factor ** (b - r))
-
-    out = []
-    for b in reversed(range(brackets)):
-        for r in range(b + 1):
-            out += [epochs(b, r) - (epochs(b, r - 1) if r else 0)] * size(b, r)
-    return out
-
-
-def make_plan(space: Space, opts: SearchOptions) -> Plan:
-    epochs = trial_epochs(space, opts)
-    if opts.tuner == "hyperband":
-        per_trial = hyperband_epochs(epochs)
-        return Plan(per_trial[: opts.max_trials] if opts.max_trials else per_trial, opts.executions)
-    size = space.size()
-    default = size if opts.tuner == "grid" else DEFAULT_MAX_TRIALS
-    trials = opts.max_trials or default
-    if size is not None:
-        trials = min(trials, size)
-    return Plan([epochs] * trials, opts.executions)
-
-
-def trial_epochs(space: Space, opts: SearchOptions) -> int:
-    """The most epochs a trial trains: the space's largest `epochs`, capped by --max-epochs."""
-    most = int(space.params["epochs"].largest())
-    return min(most, opts.max_epochs or most)
-
-
-def check_tuner(space: Space, tuner: str) -> None:
-    if tuner not in TUNERS:
-        raise StudyError(f"unknown tuner '{tuner}': choose one of {', '.join(TUNERS)}")
-    if tuner == "grid" and space.size() is None:
-        continuous = [p.name for p in space.active() if p.size() is None]
-        raise StudyError(
-            f"{space.path}: the grid tuner needs a finite space, but {', '.join(continuous)} "
-            "is a continuous range (give it a step or a choice)"
-        )
 
 
 def make_strategy(name: str | None) -> Any:
@@ -468,103 +387,6 @@ def discard_interrupted(study: Study) -> None:
         study.discard_curves(trial_id)
 
 
-VALIDATION_COST = 1 / 3  # an evaluated image costs about a third of a trained one
-
-
-def calibrate(space: Space, split: data_mod.Split) -> float:
-    """Training images per second of the space's default configuration on this machine.
-
-    The default configuration takes the first value of every choice and the lower end of
-    every range.
-    """
-    config = space.register(kt.HyperParameters())
-    return images_per_second(config, split.x_train, split.y_train)
-
-
-def estimate_seconds(epochs: int, split: data_mod.Split, images_per_s: float) -> float:
-    """Wall time of `epochs` epochs: training plus the validation pass after each."""
-    per_epoch = (len(split.y_train) + VALIDATION_COST * len(split.y_val)) / images_per_s
-    return epochs * per_epoch
-
-
-def describe_plan(
-    space: Space,
-    opts: SearchOptions,
-    plan: Plan,
-    split: data_mod.Split,
-    images_per_s: float,
-    console: Console,
-) -> None:
-    """What a search will do, without training: `digits search ... --plan`."""
-    size = space.size()
-    console.print(
-        f"Space {space.name}: {f'{size:,} configurations' if size is not None else 'continuous'}"
-    )
-    console.print(
-        f"Tuner {opts.tuner}: {plan.trials} trials"
-        + (f" x {plan.executions} executions" if plan.executions > 1 else "")
-        + f", {plan.epochs} epochs in all, "
-        f"on {len(split.y_train):,} training / {len(split.y_val):,} validation images"
-    )
-    if opts.tuner == "hyperband":
-        runs: dict[int, int] = {}
-        for e in plan.trial_epochs:
-            runs[e] = runs.get(e, 0) + 1
-        parts = ", ".join(f"{n} x {e} epoch(s)" for e, n in runs.items())
-        console.print(
-            f"  Hyperband (factor {HYPERBAND_FACTOR}, max {max(plan.trial_epochs)} "
-            f"epochs) runs its trials as: {parts}"
-        )
-    total = estimate_seconds(plan.epochs, split, images_per_s)
-    console.print(
-        f"Calibration on this machine: {images_per_s:,.0f} training images/s for the default "
-        f"configuration -> about {format_duration(total)} in all (early stopping makes it less; "
-        "larger configurations more)."
-    )
-    if opts.time_budget:
-        fit = trials_within(plan, opts.time_budget, estimate_seconds(1, split, images_per_s))
-        console.print(
-            f"Time budget {format_duration(opts.time_budget)}: by this estimate {fit} of "
-            f"{plan.trials} trials fit; the search starts none that cannot finish in time."
-        )
-
-
-def trials_within(plan: Plan, seconds: float, epoch_seconds: float) -> int:
-    """How many of the plan's trials, in order, end within `seconds` at `epoch_seconds`."""
-    spent, fit = 0.0, 0
-    for epochs in plan.trial_epochs:
-        spent += epochs * plan.executions * epoch_seconds
-        if spent > seconds:
-            break
-        fit += 1
-    return fit
-
-
-def plan_search(space: Space, opts: SearchOptions, console: Console) -> Plan:
-    """Print what `run_search` would do and how long it would take; train nothing."""
-    check_tuner(space, opts.tuner)
-    if opts.tuner == "hyperband":
-        space = space.with_fixed("epochs", trial_epochs(space, opts))
-    split = data_mod.split(data_mod.load(opts.data), opts.val_size, opts.train_size, opts.seed)
-    plan = make_plan(space, opts)
-    describe_plan(space, opts, plan, split, calibrate(space, split), console)
-    _warn_space(space, console)
-    return plan
-
-
-def _warn_space(space: Space, console: Console) -> None:
-    """Before anything trains: combinations that cannot build, and a space with nothing to
-    search (an empty file, or every key fixed)."""
-    warnings = space.build_warnings()
-    if not any(p.tunable for p in space.active()):
-        warnings.append(
-            f"{space.path}: nothing to search, every key is fixed: each trial trains the same "
-            "one configuration (give a key a choice or a range to search it)"
-        )
-    for warning in warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
-
-
 @dataclass(frozen=True)
 class Prepared:
     """What every role of a search works from: the space as searched, the study, the data
@@ -621,8 +443,8 @@ def run_search(
         resuming = open_study(p.study, p.record, opts)
         tuner = build_tuner(p, opts, console)
         if opts.started is None:  # a fresh process carrying on the search says nothing new
-            _header(console, p.space, opts, p.plan, p.split, p.study, resuming)
-            _warn_space(p.space, console)
+            header(console, p.space, opts, p.plan, p.split, p.study, resuming)
+            warn_space(p.space, console)
         if role == "chief":
             return serve_workers(tuner, p, opts, console, watch)
         train_trials(tuner, p, opts)
@@ -737,177 +559,3 @@ def consecutive_failures(tuner: kt.Tuner) -> str:
         f"search stopped after {tuner.oracle.max_consecutive_failed_trials} consecutive "
         f"failed trials ({len(failed)} failed in all): {listed}"
     )
-
-
-def _header(
-    console: Console,
-    space: Space,
-    opts: SearchOptions,
-    plan: Plan,
-    split: data_mod.Split,
-    study: Study,
-    resuming: bool,
-) -> None:
-    size = space.size()
-    configs = f"{size:,} configurations" if size is not None else "continuous"
-    verb = "Resuming" if resuming else "Starting"
-    console.print(
-        f"[bold]{verb} study {opts.study}[/] in {study.dir}/ · space {space.name} ({configs}) · "
-        f"{opts.tuner} · {plan.trials} trials, {plan.epochs} epochs planned · "
-        f"train {len(split.y_train):,} / validation {len(split.y_val):,} images",
-        highlight=False,
-    )
-
-
-def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
-    """Completed trials, best first (keras-tuner pads its own list with failed ones)."""
-    done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
-    return sorted(done, key=lambda t: t.score, reverse=True)
-
-
-class SearchProgress:
-    """Prints one line as each trial starts and one as it ends, with an ETA; only reports.
-
-    `prefix` starts every line: a worker of a distributed search sets it to its id.
-    """
-
-    def __init__(self, console: Console, space: Space, plan: Plan):
-        self.console, self.space, self.plan = console, space, plan
-        self.prefix = ""
-
-    def trial_started(self, trial: kt.engine.trial.Trial) -> None:
-        values = trial.hyperparameters.values
-        shown = ", ".join(
-            f"{k}={_fmt(v)}"
-            for k, v in values.items()
-            if k in self.space.params and self.space.params[k].tunable
-        )
-        extra = ""
-        if "tuner/initial_epoch" in values:
-            extra = f" · epochs {values['tuner/initial_epoch'] + 1}-{values['tuner/epochs']}"
-        number = int(trial.trial_id) + 1  # keras-tuner numbers trials in creation order
-        self.console.print(
-            f"{self.prefix}Trial {number}/{self.plan.trials} "
-            f"[dim](id {trial.trial_id}{extra})[/]: {shown}",
-            highlight=False,
-        )
-
-    def trial_ended(
-        self, trial: kt.engine.trial.Trial, stats: dict[str, Any], scored: bool, eta: str
-    ) -> None:
-        """`scored`: the trial carries the oracle's score (not so on a worker, where the
-        mean of its executions' scores stands in)."""
-        trained = ""  # a trial that failed before training has no time or epochs
-        if stats["epochs_run"]:
-            trained = f", {stats['epochs_run']} epoch(s) in {format_duration(stats['seconds'])}"
-            trained += ", stopped early" if stats["stopped_early"] else ""
-        if trial.status == "COMPLETED" and scored:
-            outcome = (
-                f"[green]{OBJECTIVE} {trial.score:.4f}[/] "
-                f"(best at epoch {trial.best_step + 1}{trained})"
-            )
-        elif trial.status == "COMPLETED":
-            outcome = (
-                f"[green]{OBJECTIVE} {statistics.mean(stats['scores']):.4f}[/] ({trained[2:]})"
-            )
-        else:
-            outcome = f"[red]failed[/]: {escape(failure_reason(trial.message))}"
-        line = f"  {self.prefix}trial {trial.trial_id} {outcome} · {eta}"
-        self.console.print(line, highlight=False)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
-def edge_warnings(space: Space, tied: list[dict[str, Any]]) -> list[str]:
-    """Best values at the edge of their range: the optimum may lie outside the space.
-
-    `tied` holds the values of the best trial, then of every trial within seed noise of it.
-    An edge is named only where they all sit on it; where they part, that is said instead,
-    since noise alone may have put the best there.
-    """
-    warnings = []
-    best = tied[0]
-    for p in space.active():
-        edges = p.edges()
-        if edges is None or p.name not in best:
-            continue
-        side = (
-            "lower" if best[p.name] == edges[0] else "upper" if best[p.name] == edges[1] else None
-        )
-        if side is None:
-            continue
-        where = f"best {p.name}={_fmt(best[p.name])} sits at the {side} edge of {p.describe()}"
-        seen = sorted({v.get(p.name) for v in tied}, key=str)
-        if len(seen) > 1:
-            warnings.append(
-                f"{where}, but the trials within seed noise of it take "
-                f"{', '.join(map(_fmt, seen))}: no sign yet that the range is too narrow"
-            )
-        else:
-            alike = (
-                f" (as do all {len(tied)} trials within seed noise of it)" if len(tied) > 1 else ""
-            )
-            warnings.append(f"{where}{alike}: consider widening the space")
-    return warnings
-
-
-def summarize(
-    tuner: kt.Tuner,
-    space: Space,
-    plan: Plan,
-    console: Console,
-    top: int,
-    rows: list[dict[str, Any]],
-    budget_note: str = "",
-    events: list[str] | None = None,
-) -> None:
-    """A table of the best trials (one column each, mean ± seed spread), failures, what
-    happened to workers, whether the best stand out from seed noise, and edge warnings.
-
-    `rows`: the study's trials as `results.trial_rows` reads them (with each trial's spread).
-    """
-    oracle = tuner.oracle
-    done = completed_trials(tuner)
-    failed = [t for t in oracle.trials.values() if t.status == "FAILED"]
-    console.print(
-        f"\n[bold]{len(done)} trials completed[/], {len(failed)} failed, "
-        f"{len(oracle.trials)} of {plan.trials} planned.",
-        highlight=False,
-    )
-    if budget_note:
-        console.print(budget_note)
-    elif len(oracle.trials) < plan.trials and not oracle.ongoing_trials:
-        console.print(
-            f"The tuner found no new configurations to try after {len(oracle.trials)} "
-            "trials: the space is exhausted for it."
-        )
-    for event in events or []:
-        console.print(f"  {escape(event)}", highlight=False)
-    for t in failed:
-        console.print(f"  trial {t.trial_id} failed: {escape(failure_reason(t.message))}")
-    if failed:
-        console.print(f"  (tracebacks: {tuner.project_dir}/trial_<id>/trial.json)")
-    if not done:
-        return
-    best = done[:top]
-    std = {r["trial"]: r["val_std"] for r in rows}
-    table = Table(title=f"Best {len(best)} trials by {OBJECTIVE}", title_justify="left")
-    table.add_column("", style="bold")
-    for rank, t in enumerate(best, 1):
-        table.add_column(f"#{rank} {t.trial_id}", justify="right")
-    table.add_row(OBJECTIVE, *(format_score(t.score, std.get(t.trial_id)) for t in best))
-    table.add_row("best epoch", *(str(t.best_step + 1) for t in best))
-    for p in space.active():
-        if p.tunable:
-            table.add_row(p.name, *(_fmt(t.hyperparameters.values.get(p.name, "-")) for t in best))
-    console.print(table)
-    noise = seed_noise(rows)
-    console.print(noise_line(noise), highlight=False)
-    within = set(noise["within"]) if noise else {done[0].trial_id}
-    tied = [t.hyperparameters.values for t in done if t.trial_id in within]
-    for warning in edge_warnings(space, tied):
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -19,6 +19,8 @@ ORDER = [
     "kt_internals",
     "model",
     "hypermodel",
+    "plan",
+    "progress",
     "tune",
     "distribute",
     "retrain",

@@ -8,13 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import keras_tuner as kt
 import pytest
 from conftest import copy_of
 
-from search import space
 from search.study import Study
-from search.tune import SearchOptions, edge_warnings, hyperband_epochs, make_plan
 
 
 def trials_of(logs: Path, study: str) -> dict[str, dict]:
@@ -145,54 +142,6 @@ def test_second_search_on_a_study_in_use_is_refused(tmp_path, run_cli, tiny):
     assert code == 2 and "study 'smoke' is in use by pid" in err
 
 
-def test_grid_needs_a_finite_space(tmp_path, run_cli):
-    code, _, err = run_cli("search", "--space", "seed_v1", "--tuner", "grid", "--logs", tmp_path)
-    assert code == 2 and "learning_rate is a continuous range" in err
-    assert not (tmp_path / "seed_v1").exists()
-
-
-def test_hyperband_plan_matches_keras_tuner():
-    for max_epochs in (2, 3, 6, 10, 27):
-        oracle = kt.oracles.HyperbandOracle(
-            kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=3
-        )
-        plan = hyperband_epochs(max_epochs)
-        # Bracket by bracket, round by round, as keras-tuner sizes them: every trial of a
-        # round trains the same epochs on from the round before, and the survivors of a
-        # bracket's last round have trained max_epochs in all.
-        done = 0
-        for bracket in reversed(range(oracle._get_num_brackets())):
-            trained = 0
-            for rnd in range(bracket + 1):
-                size = oracle._get_size(bracket, rnd)
-                (epochs,) = set(plan[done : done + size])
-                trained, done = trained + epochs, done + size
-            assert trained == max_epochs
-        assert done == len(plan)
-
-
-def test_plan_honours_budgets():
-    smoke = space.load("smoke")
-    assert make_plan(smoke, SearchOptions("s", tuner="grid")).trials == 4
-    assert make_plan(smoke, SearchOptions("s", tuner="random", max_trials=50)).trials == 4
-    v2 = space.load("seed_v2")
-    assert make_plan(v2, SearchOptions("s", tuner="random")).trials == 10
-    hb = make_plan(v2, SearchOptions("s", tuner="hyperband", max_trials=3))
-    assert hb.trial_epochs == [2, 2, 2]
-
-
-def test_plan_prints_trials_and_an_estimate_without_training(tmp_path, run_cli, tiny):
-    code, out, _ = run_cli(
-        "search", "--space", "seed_v2", "--plan", "--max-epochs", "3", *tiny, "--logs", tmp_path
-    )
-    assert code == 0
-    assert "Space seed_v2: continuous" in out
-    assert "Hyperband (factor 3, max 3 epochs)" in out and "training images/s" in out
-    n = len(hyperband_epochs(3))
-    assert f"{n} trials, {sum(hyperband_epochs(3))} epochs in all" in out
-    assert not (tmp_path / "seed_v2").exists()
-
-
 @pytest.mark.slow
 def test_time_budget_stops_cleanly_and_a_rerun_continues(tmp_path, run_cli, smoke_search):
     argv = smoke_search(2, "--logs", tmp_path)
@@ -248,32 +197,3 @@ def test_hyperband_on_a_tiny_space_ends_with_a_sentence(tmp_path, run_cli, tiny)
     code, out, _ = run_cli("search", "--space", path, *tiny, "--logs", tmp_path / "logs")
     assert code == 0
     assert "the space is exhausted for it" in out
-
-
-def test_an_edge_is_named_only_where_the_trials_within_noise_agree():
-    quick = space.load("quick")  # learning_rate: {0.001, 0.002, 0.004}
-    best = {"learning_rate": 0.004, "dropout_conv": 0.1, "filters_1": 32}
-    (alone,) = edge_warnings(quick, [best])
-    assert "best learning_rate=0.004 sits at the upper edge" in alone and "widening" in alone
-    (agreed,) = edge_warnings(quick, [best, {**best, "filters_1": 24}])
-    assert "as do all 2 trials within seed noise of it" in agreed
-    (parted,) = edge_warnings(quick, [best, {**best, "learning_rate": 0.002}])
-    assert "within seed noise of it take 0.002, 0.004" in parted and "widening" not in parted
-
-
-def test_a_plan_counts_every_execution():
-    smoke = space.load("smoke")
-    once = make_plan(smoke, SearchOptions(study="s", tuner="random", max_trials=3))
-    thrice = make_plan(smoke, SearchOptions(study="s", tuner="random", max_trials=3, executions=3))
-    assert thrice.trials == once.trials == 3
-    assert thrice.epochs == 3 * once.epochs == 3 * 3 * 2  # the space's 2 epochs per trial
-    assert thrice.epochs_from(1) == 2 * 3 * 2
-
-
-def test_a_space_with_nothing_to_search_is_said_to_be_so_before_training(tmp_path, run_cli):
-    empty = tmp_path / "empty.toml"
-    empty.write_text("")
-    code, out, _ = run_cli("search", "--space", empty, "--plan", "--logs", tmp_path)
-    assert code == 0 and f"{empty}: nothing to search, every key is fixed" in out
-    code, out, _ = run_cli("search", "--space", "smoke", "--plan", "--logs", tmp_path)
-    assert code == 0 and "nothing to search" not in out

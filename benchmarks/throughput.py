@@ -43,8 +43,9 @@ from rich.console import Console
 from search import data, space
 from search.hypermodel import compile_model, make_dataset, steps_per_epoch
 from search.model import build_model
+from search.options import SearchOptions
 from search.study import write_atomic
-from search.tune import SearchOptions, run_search
+from search.tune import run_search
 
 SPACE = """
 description = "benchmark: the quick family, one fixed configuration"

@@ -70,13 +70,13 @@ def search_args(p: argparse.ArgumentParser) -> None:
 
 
 def in_child() -> bool:
-    """Whether this process was started by `distribute.recycled`, which replaces it when it
+    """Whether this process was started by `processes.recycled`, which replaces it when it
     leaves with RECYCLE_EXIT."""
     return bool(os.environ.get(options.SUPERVISED))
 
 
 def supervised(args: argparse.Namespace) -> dict[str, Any]:
-    """The options of a process that trains trials: in the child of `distribute.recycled`
+    """The options of a process that trains trials: in the child of `processes.recycled`
     it may leave to a fresh one, which carries on the search."""
     if not in_child():
         return {"recycle": 0.0}
@@ -88,7 +88,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     space = space_mod.load(args.space)  # validate before the slow imports
     trains = not (args.plan or args.workers or args.chief)
     if trains and args.recycle and not in_child():
-        from search.distribute import recycled
+        from search.processes import recycled
 
         return recycled(args.argv)
     quiet_tensorflow()
@@ -125,10 +125,10 @@ def worker_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
-    from search import distribute
+    from search import distribute, processes
 
     if args.recycle and not in_child():
-        return distribute.recycled(args.argv)
+        return processes.recycled(args.argv)
     study = Study(args.study, args.logs)
     space, settings = distribute.join_chief(study, args.chief, args.id, args.connect_timeout)
     quiet_tensorflow()

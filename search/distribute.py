@@ -20,10 +20,8 @@ import functools
 import itertools
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -34,7 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from search import space as space_mod
-from search.options import CONTINUES, RECYCLE_EXIT, SUPERVISED
+from search.processes import spawn, without_flag
 from search.space import Space
 from search.study import Study, StudyError, periodically, write_atomic
 
@@ -83,73 +81,6 @@ def wait_for_chief(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> No
         channel.close()
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`python -m search ARGS`, which Linux stops (SIGTERM) if this process dies: a search
-    killed with `kill -9` leaves nothing training that holds its study."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "search", *args],
-        env={**os.environ, **env},
-        preexec_fn=_die_with_parent(),
-    )
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """What a child runs before it starts: ask Linux for a SIGTERM when its parent dies.
-    Looked up here, not in the child, which may only make plain calls after the fork."""
-    if sys.platform != "linux":
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    set_pdeathsig = 1  # PR_SET_PDEATHSIG
-    return functools.partial(prctl, set_pdeathsig, int(signal.SIGTERM))
-
-
-def without_flag(argv: list[str], flag: str, value: bool = True) -> list[str]:
-    """`argv` without `flag VALUE` (or `flag=VALUE`); with `value=False`, without the
-    switch `flag` alone."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == flag:
-            skip = value
-        elif not a.startswith(f"{flag}="):
-            out.append(a)
-    return out
-
-
-def recycled(argv: list[str]) -> int:
-    """Run `digits <argv>` (a search or a worker) in a child process, and again in a fresh
-    one each time it leaves to shed the memory it gathered (RECYCLE_EXIT); returns the exit
-    status of the last. The fresh ones resume the study where the last left it."""
-    started, again = time.time(), without_flag(argv, "--overwrite", value=False)
-    code = _supervise(argv, {SUPERVISED: "1"})
-    while code == RECYCLE_EXIT:
-        code = _supervise(again, {SUPERVISED: "1", CONTINUES: repr(started)})
-    return code
-
-
-def _supervise(argv: list[str], env: dict[str, str]) -> int:
-    """Run one child to its end; Ctrl-C reaches it by itself (same process group), a
-    SIGTERM to this process is passed on."""
-    proc = _spawn(argv, env)
-
-    def stop(signum: int, frame: Any) -> None:
-        proc.terminate()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        while True:
-            try:
-                code = proc.wait()
-                return 128 - code if code < 0 else code  # killed by signal N: 128 + N
-            except KeyboardInterrupt:  # the child says what to do; wait for it to leave
-                continue
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_local(argv: list[str], study: Study, workers: int, console: Console) -> int:
     """A chief and `workers` workers on 127.0.0.1; returns the chief's exit status.
 
@@ -158,7 +89,7 @@ def run_local(argv: list[str], study: Study, workers: int, console: Console) -> 
     search_args = without_flag(argv, "--workers")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    chief = _spawn([*search_args, "--chief", address], {})
+    chief = spawn([*search_args, "--chief", address], {})
     ids = [f"worker{i}" for i in range(workers)]
     worker_args = {
         i: [
@@ -179,7 +110,7 @@ def run_local(argv: list[str], study: Study, workers: int, console: Console) -> 
     events: list[str] = []
     try:
         for i in ids:
-            procs[i] = _spawn(worker_args[i], {})
+            procs[i] = spawn(worker_args[i], {})
         while chief.poll() is None:
             for i, proc in procs.items():
                 code = proc.poll()
@@ -196,7 +127,7 @@ def run_local(argv: list[str], study: Study, workers: int, console: Console) -> 
                     "same id, so it reruns the trial it was training"
                 )
                 console.print(f"[yellow]{events[-1]}[/]")
-                procs[i] = _spawn(worker_args[i], {})
+                procs[i] = spawn(worker_args[i], {})
             time.sleep(POLL)
         for proc in procs.values():
             proc.wait(timeout=120)

@@ -23,7 +23,7 @@ MODELS_ROOT = Path("best_models")  # where `digits export` writes, one folder pe
 # Keras keeps some memory of every model a process has built (traced step functions outlive
 # `clear_session`), about 2 MiB per small trial. A searching process whose memory grew by
 # RECYCLE_MIB since its first trial leaves with RECYCLE_EXIT, and the command that started
-# it starts a fresh one, which resumes the study (`search.distribute.recycled`).
+# it starts a fresh one, which resumes the study (`search.processes.recycled`).
 RECYCLE_MIB = 32.0
 RECYCLE_EXIT = 75  # EX_TEMPFAIL: "try again"
 SUPERVISED = "DIGITS_SUPERVISED"  # set in a process whose starter replaces it when it leaves

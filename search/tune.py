@@ -91,7 +91,7 @@ class DigitsTuner:
       early stop), `trials.csv`, and the line `progress` prints;
     - `pre_create_trial`: with a time budget, create no trial that cannot finish in it; and
       leave (`Recycle`) once this process's memory grew by `recycle` MiB, so that a fresh
-      one carries on (`search.distribute.recycled`).
+      one carries on (`search.processes.recycled`).
 
     Mixed into each of keras-tuner's tuners (below), so every tuner records alike.
     """

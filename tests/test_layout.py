@@ -22,6 +22,7 @@ ORDER = [
     "plan",
     "progress",
     "tune",
+    "processes",
     "distribute",
     "retrain",
     "ensemble",

@@ -14,6 +14,7 @@ without test-time augmentation. That is where ensemble size and augmentation get
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from keras import layers
 from search.data import IMAGE_SHAPE, Dataset
 from search.model import rebuild
 from search.retrain import finished_members, validation_split
-from search.study import Study, atomic_path, write_atomic
+from search.study import Study, StudyError, atomic_path, write_atomic
 
 ENSEMBLE_FILE = "ensemble.keras"
 EVALUATION_FILE = "evaluation.json"
@@ -73,7 +74,14 @@ def in_float32(member: keras.Model, config: dict[str, Any]) -> keras.Model:
 
 def load_member(manifest: dict[str, Any], path: Path) -> keras.Model:
     """One retrained member, served in float32 whatever precision it trained in."""
-    member = keras.saving.load_model(path)
+    try:
+        member = keras.saving.load_model(path)
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        # Keras calls a damaged file "not found"; say what it is and how to mend it.
+        raise StudyError(
+            f"{path}: not a readable .keras file ({type(e).__name__}); delete "
+            f"{path.parent} and run the command that trained it again"
+        ) from None
     if manifest["config"].get("precision", "float32") != "float32":
         member = in_float32(member, manifest["config"])
     return member

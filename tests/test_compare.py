@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import random_smoke
+from conftest import copy_of, random_smoke
 
 from search import api, data
 from search.compare import Scored, by_configuration, errors_of, forward_selection
@@ -100,3 +100,13 @@ def test_compare_refuses_studies_that_hold_out_different_splits(studies, run_cli
     assert code == 2 and "study 'c' has no members trained without its validation split" in err
     code, _, err = run_cli("compare", "--study", "nope", "--logs", studies)
     assert code == 2 and "nope" in err
+
+
+@pytest.mark.slow
+def test_a_damaged_member_file_is_one_line_naming_it(studies, run_cli, tmp_path):
+    logs = copy_of(studies, tmp_path)
+    (member,) = (logs / "b" / "retrain").glob("*/member.keras")
+    member.write_bytes(member.read_bytes()[:1000])  # cut short, as by a full disk
+    code, out, err = run_cli("compare", "--study", "b", "--logs", logs)
+    assert code == 2 and f"{member}: not a readable .keras file" in err
+    assert "Traceback" not in out + err and len(err.strip().splitlines()) == 1

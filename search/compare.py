@@ -23,7 +23,7 @@ import numpy as np
 
 from search.ensemble import load_member, predict
 from search.fidelity import STAGE as FIDELITY_STAGE
-from search.retrain import RETRAIN_DIR, finished_members, load_study_data, validation_split
+from search.retrain import RETRAIN_DIR, load_study_data, member_files, validation_split
 from search.study import Study, StudyError
 
 STAGES = (RETRAIN_DIR, FIDELITY_STAGE)  # the folders a study's members can live in
@@ -64,8 +64,7 @@ def held_out_members(study: Study) -> list[tuple[str, dict[str, Any], Any]]:
     found = [
         (stage, manifest, path)
         for stage in STAGES
-        if (study.dir / stage).is_dir()
-        for manifest, path in finished_members(study, stage)
+        for manifest, path in member_files(study, stage)
         if manifest.get("hold_out")
     ]
     if not found:

@@ -34,8 +34,8 @@ from search.ensemble import accuracy, load_member, predict
 from search.results import FIDELITY_FILE
 from search.retrain import (
     best_trials,
-    finished_members,
     load_study_data,
+    member_files,
     retrain,
     trial_members,
     validation_split,
@@ -95,7 +95,9 @@ def measure(
     rank = {t["trial_id"]: i for i, t in enumerate(trials)}
     planned = {m.name: m.epochs for m in members}
     stale = [
-        m["name"] for m, _ in _finished(study) if planned.get(m["name"], m["epochs"]) != m["epochs"]
+        m["name"]
+        for m, _ in member_files(study, STAGE)
+        if planned.get(m["name"], m["epochs"]) != m["epochs"]
     ]
     if stale:
         raise StudyError(
@@ -105,7 +107,7 @@ def measure(
     retrain(study, members, console, stage=STAGE)
     split = validation_split(study, load_study_data(study))
     rows = []
-    for manifest, path in _finished(study):
+    for manifest, path in member_files(study, STAGE):
         if manifest["name"] not in planned:
             continue
         _, errors = accuracy(predict(load_member(manifest, path), split.x_val), split.y_val)
@@ -128,12 +130,6 @@ def measure(
     }
     write_atomic(study.dir / FIDELITY_FILE, json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _finished(study: Study) -> list:
-    if not (study.dir / STAGE).is_dir():
-        return []
-    return finished_members(study, STAGE)
 
 
 def by_configuration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

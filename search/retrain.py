@@ -315,17 +315,24 @@ def train_member(
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
-def finished_members(study: Study, stage: str = RETRAIN_DIR) -> list[tuple[dict[str, Any], Path]]:
-    """(manifest, model path) of every finished member, in the order `plan_members` plans
-    them: by seed, which numbers members by their trial's rank (names sort t0_s10 before
-    t0_s2)."""
-    folder = study.dir / stage
+def member_files(study: Study, stage: str = RETRAIN_DIR) -> list[tuple[dict[str, Any], Path]]:
+    """(manifest, model path) of every finished member in `study.dir / stage`, by seed (none
+    if the folder is missing or holds only unfinished ones)."""
     found = []
-    for manifest in folder.glob(f"*/{MANIFEST}"):
+    for manifest in (study.dir / stage).glob(f"*/{MANIFEST}"):
         model = manifest.parent / MODEL_FILE
         if not model.exists():
             raise StudyError(f"{model}: missing; delete {manifest.parent} and retrain")
         found.append((read_json(manifest), model))
+    return sorted(found, key=lambda item: item[0]["seed"])
+
+
+def finished_members(study: Study, stage: str = RETRAIN_DIR) -> list[tuple[dict[str, Any], Path]]:
+    """The members of one ensemble: `member_files`, in the order `plan_members` plans them
+    (by seed, which numbers members by their trial's rank; names sort t0_s10 before t0_s2),
+    all trained with --hold-out or all without."""
+    folder = study.dir / stage
+    found = member_files(study, stage)
     if not found:
         # Each stage's folder is named after the command that fills it.
         raise StudyError(f"study '{study.name}' has no members in {folder}/; run `digits {stage}`")
@@ -334,4 +341,4 @@ def finished_members(study: Study, stage: str = RETRAIN_DIR) -> list[tuple[dict[
             f"{folder}: members trained with and without --hold-out (names "
             f"ending {HOLD_OUT_SUFFIX}) do not make one ensemble; delete one kind"
         )
-    return sorted(found, key=lambda item: item[0]["seed"])
+    return found

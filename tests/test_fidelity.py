@@ -66,13 +66,16 @@ def test_the_sample_spans_the_ranking_and_keeps_the_pick():
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory, mnist_subset):
-    """A 3-trial smoke search on 3,000 MNIST images, then `digits fidelity` at 2 epochs."""
+    """A 3-trial smoke search on 3,000 MNIST images, then `digits fidelity` at 2 epochs,
+    started over a member an earlier run left unfinished."""
     from search.cli import main
 
     logs = tmp_path_factory.mktemp("fidelity") / "logs"
     common = ["--logs", str(logs)]
     search = [*random_smoke(3), "--data", str(mnist_subset), "--val-size", "500", *common]
     assert main(search) == 0
+    # As a run killed in its first member leaves it: a member folder without a manifest.
+    (logs / "smoke" / "fidelity" / "t0_s0_ho" / "backup").mkdir(parents=True)
     assert main(["fidelity", "--study", "smoke", "--epochs", "2", *common]) == 0
     return logs / "smoke"
 

@@ -106,7 +106,11 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, smok
     logs = tmp_path / "logs"
     argv = [sys.executable, "-m", "search", *smoke_search(4, "--logs", logs)]
     proc = subprocess.Popen(
-        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the command and its child
     )
     oracle = logs / "smoke" / "tuner" / "oracle.json"
     deadline = time.monotonic() + 120
@@ -123,17 +127,20 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, smok
         else:
             raise AssertionError("the search never reached its second trial")
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # both at once, as a power cut would
         proc.wait()
-    interrupted = json.loads(oracle.read_text())["ongoing_trials"]["tuner0"]
-    assert trials_of(logs, "smoke")[f"trial_{interrupted}"]["status"] == "RUNNING"
+    # Almost every kill lands mid-trial; one that lands as the trial ends leaves none running.
+    interrupted = json.loads(oracle.read_text())["ongoing_trials"].get("tuner0")
+    if interrupted is not None:
+        assert trials_of(logs, "smoke")[f"trial_{interrupted}"]["status"] == "RUNNING"
 
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Resuming study smoke" in done.stdout
     trials = trials_of(logs, "smoke")
     assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials.values())
-    assert f"(id {interrupted})" in done.stdout  # the interrupted trial ran again
+    if interrupted is not None:
+        assert f"(id {interrupted})" in done.stdout  # the interrupted trial ran again
 
 
 def test_second_search_on_a_study_in_use_is_refused(tmp_path, run_cli, tiny):

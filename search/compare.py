@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from search.ensemble import load_member, predict
+from search.ensemble import accuracy, load_member, predict
 from search.fidelity import STAGE as FIDELITY_STAGE
 from search.retrain import RETRAIN_DIR, load_study_data, member_files, validation_split
 from search.study import Study, StudyError
@@ -36,7 +36,6 @@ class Scored:
     label: str  # study/stage/member: a study's retrain and fidelity folders reuse names
     study: str
     trial_id: str
-    seed: int
     epochs: int
     seconds: float
     probs: np.ndarray
@@ -50,11 +49,10 @@ def scored(
         label=f"{study.name}/{stage}/{manifest['name']}",
         study=study.name,
         trial_id=str(manifest["trial_id"]),
-        seed=int(manifest["seed"]),
         epochs=int(manifest["epochs"]),
         seconds=float(manifest.get("seconds", 0.0)),
         probs=probs,
-        errors=errors_of(probs, labels),
+        errors=accuracy(probs, labels)[1],
     )
 
 
@@ -93,14 +91,10 @@ def shared_split(studies: list[Study]) -> tuple[Any, Any]:
     return split.x_val, split.y_val
 
 
-def errors_of(probs: np.ndarray, labels: np.ndarray) -> int:
-    return int((probs.argmax(axis=1) != labels).sum())
-
-
 def _scores(probs: np.ndarray, labels: np.ndarray) -> tuple[int, float]:
     """Errors, then log loss to break the many ties of a count."""
     true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
-    return errors_of(probs, labels), float(-np.log(true).mean())
+    return accuracy(probs, labels)[1], float(-np.log(true).mean())
 
 
 def forward_selection(members: list[Scored], labels: np.ndarray) -> list[dict[str, Any]]:
@@ -126,9 +120,8 @@ def forward_selection(members: list[Scored], labels: np.ndarray) -> list[dict[st
 def _ensemble(group: list[Scored], labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     return {
         "members": [m.label for m in group],
-        "val_errors": errors_of(probs, labels),
+        "val_errors": accuracy(probs, labels)[1],
         "minutes": round(sum(m.seconds for m in group) / 60, 1),
-        "wrong": np.flatnonzero(probs.argmax(axis=1) != labels),
     }
 
 
@@ -164,15 +157,18 @@ def compare(studies: list[Study]) -> dict[str, Any]:
         for stage, manifest, path in held_out_members(study)
     ]
 
-    def averaged(group: list[Scored]) -> dict[str, Any]:
-        return _ensemble(group, y, np.mean([m.probs for m in group], axis=0))
+    def averaged(group: list[Scored]) -> tuple[dict[str, Any], np.ndarray]:
+        """The group's ensemble, and the validation images it gets wrong."""
+        probs = np.mean([m.probs for m in group], axis=0)
+        return _ensemble(group, y, probs), np.flatnonzero(probs.argmax(axis=1) != y)
 
-    own = {s.name: averaged([m for m in members if m.study == s.name]) for s in studies}
-    pooled = averaged(members)
-    for entry in own.values():
-        entry["pooled_fixes"] = len(np.setdiff1d(entry["wrong"], pooled["wrong"]))
-        entry["pooled_breaks"] = len(np.setdiff1d(pooled["wrong"], entry["wrong"]))
-    result = {
+    pooled, pooled_wrong = averaged(members)
+    own = {}
+    for study in studies:
+        own[study.name], wrong = averaged([m for m in members if m.study == study.name])
+        own[study.name]["pooled_fixes"] = len(np.setdiff1d(wrong, pooled_wrong))
+        own[study.name]["pooled_breaks"] = len(np.setdiff1d(pooled_wrong, wrong))
+    return {
         "val_images": len(y),
         "members": [
             {"member": m.label, "epochs": m.epochs, "val_errors": m.errors} for m in members
@@ -182,13 +178,3 @@ def compare(studies: list[Study]) -> dict[str, Any]:
         "pooled": pooled,
         "selection": forward_selection(members, y),
     }
-    return _plain(result)
-
-
-def _plain(value: Any) -> Any:
-    """The result as JSON-ready values: index arrays become the count of wrong images."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != "wrong"}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value

@@ -10,18 +10,19 @@ import pytest
 from conftest import copy_of, random_smoke
 
 from search import api, data
-from search.compare import Scored, by_configuration, errors_of, forward_selection
+from search.compare import Scored, by_configuration, forward_selection
+from search.ensemble import accuracy
 
 LABELS = np.array([0, 1, 2, 3])
 
 
-def member(name: str, right: list[bool], trial: str = "0", seed: int = 0) -> Scored:
+def member(name: str, right: list[bool], trial: str = "0") -> Scored:
     """Where `right`, 0.7 on the true label and 0.3 on the next; elsewhere 0.4 and 0.6, so
     one right member and one wrong average to right (0.55)."""
     probs = np.zeros((len(LABELS), 4))
     for i, (label, ok) in enumerate(zip(LABELS, right, strict=True)):
         probs[i, label], probs[i, (label + 1) % 4] = (0.7, 0.3) if ok else (0.4, 0.6)
-    return Scored(name, "s", trial, seed, 10, 60.0, probs, errors_of(probs, LABELS))
+    return Scored(name, "s", trial, 10, 60.0, probs, accuracy(probs, LABELS)[1])
 
 
 def test_forward_selection_starts_from_the_best_member_and_adds_what_fixes_most():
@@ -34,15 +35,15 @@ def test_forward_selection_starts_from_the_best_member_and_adds_what_fixes_most(
     assert set(steps[1]["members"]) == {"a", "c"} and steps[1]["val_errors"] == 0
     assert [s["minutes"] for s in steps] == [1.0, 2.0, 3.0]
     every = np.mean([m.probs for m in (a, b, c)], axis=0)
-    assert steps[-1]["val_errors"] == errors_of(every, LABELS)
+    assert steps[-1]["val_errors"] == accuracy(every, LABELS)[1]
 
 
 def test_seeds_of_one_configuration_are_grouped_with_their_spread():
     rows = by_configuration(
         [
-            member("x0", [True, False, False, False], "7", 0),
-            member("x1", [True, True, True, True], "7", 1),
-            member("y0", [True, True, True, False], "3", 0),
+            member("x0", [True, False, False, False], "7"),
+            member("x1", [True, True, True, True], "7"),
+            member("y0", [True, True, True, False], "3"),
         ]
     )
     assert [(r["trial"], r["val_errors"]) for r in rows] == [("3", [1]), ("7", [3, 0])]
@@ -82,9 +83,9 @@ def test_compare_pools_the_held_out_members_of_two_studies(studies, mnist_subset
         study, stage, name = m["member"].split("/")
         model = keras.saving.load_model(studies / study / stage / name / "member.keras")
         probs[m["member"]] = model.predict(split.x_val, verbose=0)
-        assert m["val_errors"] == errors_of(probs[m["member"]], split.y_val)
+        assert m["val_errors"] == accuracy(probs[m["member"]], split.y_val)[1]
     pooled = np.mean(list(probs.values()), axis=0)
-    assert result["pooled"]["val_errors"] == errors_of(pooled, split.y_val)
+    assert result["pooled"]["val_errors"] == accuracy(pooled, split.y_val)[1]
     assert len(result["selection"]) == 7 and set(result["selection"][-1]["members"]) == set(labels)
     assert [len(c["val_errors"]) for c in result["configurations"]].count(2) == 3
     code, out, _ = run_cli("compare", "--study", "a", "--study", "b", "--logs", studies)

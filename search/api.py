@@ -174,7 +174,7 @@ def compare(studies: Sequence[Study | str], *, root: str | Path = DEFAULT_ROOT) 
     """The held-out members of `studies` on their shared validation split: each
     configuration's errors by seed, each study's ensemble, all pooled, a forward selection
     (what `digits compare` prints). Reads no test image, writes nothing."""
-    chosen = [_study(s, root) for s in studies]
+    chosen = [_study(s, root) for s in dict.fromkeys(studies)]  # each study once
     for study in chosen:
         study.read()
     quiet_tensorflow()

@@ -241,14 +241,10 @@ def compare_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    studies = [Study(name, args.logs) for name in dict.fromkeys(args.study)]
-    for study in studies:
-        study.read()
-    quiet_tensorflow()
-    from search.compare import compare
+    from search import api
     from search.show import print_compare
 
-    result = compare(studies)
+    result = api.compare(args.study, root=args.logs)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

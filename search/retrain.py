@@ -36,6 +36,7 @@ from search.study import Study, StudyError, atomic_path, read_json, write_atomic
 RETRAIN_DIR = "retrain"  # the study's subfolder of retrained members (`digits retrain`)
 MANIFEST = "manifest.json"
 MODEL_FILE = "member.keras"
+CLOCK_FILE = "seconds"  # training seconds so far of an unfinished member, for its manifest
 HOLD_OUT_SUFFIX = "_ho"
 # The percentage of the training images a member draws, as short as exact: 90, 90.5.
 SUBSAMPLE_SUFFIX = "_sub{:g}"
@@ -168,6 +169,28 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
+class Stopwatch(keras.callbacks.Callback):
+    """A member's training seconds across resumes, kept in `path` after every epoch: a member
+    killed and resumed from its backup reports the time of all its epochs, not of the last part.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.before = float(path.read_text()) if path.exists() else 0.0
+        self.started = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return self.before + time.monotonic() - self.started
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        write_atomic(self.path, f"{self.seconds:.1f}\n")
+
+
 def validation_split(study: Study, dataset: data_mod.Dataset) -> data_mod.Split:
     """The study's validation split, and every other training image beside it."""
     record = study.read()
@@ -288,19 +311,20 @@ def train_member(
     config = member.config
     model = build_model(config, name=member.name, fused=True)
     compile_model(model, config, steps_per_epoch(len(y), config["batch_size"]), member.epochs)
-    started = time.monotonic()
+    clock = Stopwatch(folder / CLOCK_FILE)
     history = model.fit(
         make_dataset(x, y, config["batch_size"], config, seed=member.seed),
         epochs=member.epochs,
         shuffle=False,  # `make_dataset` shuffles
         callbacks=[
             keras.callbacks.BackupAndRestore(str(folder / "backup")),
+            clock,  # after the backup: the seconds it keeps are those of the epochs kept
             keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0),
             progress,
         ],
         verbose=0,
     )
-    seconds = time.monotonic() - started
+    seconds = clock.seconds
     # Saved with standard layers only, so the file loads without this package.
     with atomic_path(folder / MODEL_FILE) as tmp:
         rebuild(model, config).save(tmp)
@@ -313,6 +337,7 @@ def train_member(
         "parameters": int(model.count_params()),
     }
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    clock.path.unlink(missing_ok=True)
 
 
 def member_files(study: Study, stage: str = RETRAIN_DIR) -> list[tuple[dict[str, Any], Path]]:

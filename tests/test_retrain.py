@@ -14,6 +14,7 @@ from rich.console import Console
 from search import data, space
 from search.budget import BUDGET_FILE, MIN_EPOCHS, TimeBudget, recorded_rates
 from search.retrain import (
+    CLOCK_FILE,
     MANIFEST,
     MODEL_FILE,
     EpochProgress,
@@ -116,13 +117,18 @@ def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_member(study, member, x, y, Recorder(stop_after=1))
     assert (folder / "backup").is_dir() and not (folder / MANIFEST).exists()
+    assert float((folder / CLOCK_FILE).read_text()) > 0  # the seconds of the epochs kept
+    (folder / CLOCK_FILE).write_text("600.0\n")  # as if they had taken ten minutes
 
     again = Recorder()
+    started = time.monotonic()
     train_member(study, member, x, y, again)
+    resumed = time.monotonic() - started
     assert again.seen == [2]  # epochs 0 and 1 were kept; only the last one ran
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["epochs"] == 3 and manifest["name"] == "t0_s0"
-    assert not (folder / "backup").exists()
+    assert 600 < manifest["seconds"] <= 600 + resumed + 0.1  # every epoch's time, not the last's
+    assert not (folder / "backup").exists() and not (folder / CLOCK_FILE).exists()
     saved = keras.saving.load_model(folder / "member.keras")  # no custom objects needed
     assert saved.name == "t0_s0"
     assert {type(layer) for layer in saved.layers if layer.name.endswith("_bn")} == {

@@ -4,8 +4,9 @@
 
 Each STUDY is a finished study with a `fidelity.json` (`digits search ...`, then `digits
 fidelity --study STUDY --epochs E`). One row per study: how it searched (its first command),
-the rank correlations, the pick's regret and the seed spread; then each sampled
-configuration's errors. Replaces the `fidelity` section of BENCHMARKS.md.
+the rank correlations, the pick's regret, the seed spread and whether the configurations
+differ beyond it; then each sampled configuration's errors. Replaces the `fidelity` section
+of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from throughput import hardware, update_benchmarks
 
-from search.results import read_fidelity
+from search.results import format_p, read_fidelity
 from search.study import Study
 
 
@@ -36,7 +37,8 @@ def rows(study: Study) -> tuple[str, list[str]]:
         f"| `{record['commands'][0]}` | {len(result['configurations'])} x {result['seeds']} "
         f"seeds, {result['epochs']} epochs | {corr(result['spearman'], result['spearman_95'])} "
         f"| {result['spearman_chance']:.0%} | {corr(result['kendall'], result['kendall_95'])} "
-        f"| {result['regret_errors']:.1f} | {result['seed_spread_errors']:.1f} |"
+        f"| {result['regret_errors']:.1f} | {result['seed_spread_errors']:.1f} "
+        f"| {format_p(result['differ_p'])} |"
     )
     trials = [json.loads(p.read_text()) for p in study.tuner_dir.glob("trial_*/trial.json")]
     values = {t["trial_id"]: t["hyperparameters"]["values"] for t in trials}
@@ -65,12 +67,14 @@ def main() -> None:
         [
             f"`python benchmarks/fidelity.py --logs DIR {' '.join(args.studies)}` on "
             f"{hardware()}, {date.today()}. Full fidelity: every training image outside the "
-            "study's "
-            "validation split; errors on that split (5,000 images; the test set is not read).",
+            "study's validation split; errors on that split (5,000 images; the test set is not "
+            "read). ANOVA p: the chance that seed noise alone puts the configurations' errors as "
+            "far apart; at 0.05 or more they do not differ beyond it.",
             "",
             "| search (its command) | sampled at full fidelity | Spearman [95%] | random "
-            "ranking as good | Kendall [95%] | the pick's regret, errors | seed spread, errors |",
-            "|---|---|---|---|---|---|---|",
+            "ranking as good | Kendall [95%] | the pick's regret, errors | seed spread, errors "
+            "| configurations differ (ANOVA) |",
+            "|---|---|---|---|---|---|---|---|",
             *summaries,
             "",
             "| study | search rank | trial | search score | validation errors by seed | "

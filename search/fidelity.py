@@ -13,7 +13,10 @@ errors on that validation split. `summarize` turns the counts into:
   and the permutation chance says how little a few configurations can show;
 - the regret of the search's pick (its mean validation errors at full fidelity minus those of
   the best sampled configuration), next to the seed spread of one configuration (the pooled
-  standard deviation of errors between seeds): a regret inside the spread is seed noise.
+  standard deviation of errors between seeds): a regret inside the spread is seed noise;
+- whether the sampled configurations differ at full fidelity at all (one-way ANOVA of their
+  errors by seed): where they do not, a search of this space has little to choose and its
+  rank correlation measures noise.
 
 Members live in `logs/<study>/fidelity/` (resumable like retraining); the figures in
 `logs/<study>/fidelity.json`, which `digits results` shows.
@@ -182,7 +185,18 @@ def summarize(rows: list[dict[str, Any]], val_images: int, seed: int = 0) -> dic
         "regret_errors": regret,
         "seed_spread_errors": spread,
         "regret_within_seed_spread": regret <= spread,
+        "differ_p": _differ_p(errors),
     }
+
+
+def _differ_p(errors: list[np.ndarray]) -> float | None:
+    """One-way ANOVA: the chance that seed noise alone puts the configurations' mean errors as
+    far apart as they are (None where no configuration has two seeds)."""
+    if sum(len(e) for e in errors) <= len(errors):
+        return None
+    if all(np.ptp(e) == 0 for e in errors):  # seeds agree exactly: only the means can differ
+        return 0.0 if np.ptp([e.mean() for e in errors]) > 0 else 1.0
+    return float(stats.f_oneway(*errors).pvalue)
 
 
 def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:

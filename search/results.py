@@ -27,6 +27,7 @@ CSV_FILE = "trials.csv"
 # Two trials lie within seed noise of each other when their mean scores differ by less than
 # this many standard errors of the difference (about a 95% two-sided test).
 NOISE_SE = 2.0
+DIFFER_P = 0.05  # configurations at full fidelity differ beyond seed noise below it
 FIELDS = (
     "trial",
     "status",
@@ -225,8 +226,27 @@ def fidelity_line(result: dict[str, Any]) -> str:
         f"(95% bootstrap intervals{odds}); the search's pick (trial {result['pick']}) makes "
         f"{result['regret_errors']:.1f} more validation errors than the best sampled (trial "
         f"{result['best_at_full_fidelity']}), {verdict} one configuration's seed spread of "
-        f"{result['seed_spread_errors']:.1f}."
+        f"{result['seed_spread_errors']:.1f}.{differ_clause(result.get('differ_p'))}"
     )
+
+
+def differ_clause(p: float | None) -> str:
+    """Whether the sampled configurations differ at full fidelity beyond seed noise."""
+    if p is None:
+        return ""
+    if p < DIFFER_P:
+        return (
+            f" The configurations differ beyond seed noise at full fidelity (ANOVA {format_p(p)})."
+        )
+    return (
+        f" At full fidelity the configurations do not differ beyond seed noise (ANOVA "
+        f"{format_p(p)}): this space leaves a search little to choose; the correlation is noise."
+    )
+
+
+def format_p(p: float) -> str:
+    """A p-value as people read one: two decimals, three near 0.05, and "< 0.001"."""
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}" if p < 0.1 else f"p {p:.2f}"
 
 
 def update_csv(study: Study) -> Path:

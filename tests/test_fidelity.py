@@ -11,6 +11,7 @@ from conftest import random_smoke
 
 from search import data
 from search.fidelity import sample_ranks, summarize
+from search.results import fidelity_line
 
 
 def planted(errors: list[tuple[int, int]]) -> list[dict]:
@@ -56,6 +57,18 @@ def test_a_regret_inside_the_seed_spread_is_called_noise():
     result = summarize(planted([(24, 30), (22, 26), (35, 37)]), 5000)
     assert result["regret_errors"] == pytest.approx(3)
     assert result["seed_spread_errors"] > 3 and result["regret_within_seed_spread"]
+
+
+def test_configurations_that_differ_by_no_more_than_seed_noise_are_called_so():
+    apart = summarize(planted([(20, 22), (25, 24), (30, 31), (40, 38)]), 5000)
+    alike = summarize(planted([(24, 23), (25, 21), (25, 25)]), 5000)
+    assert apart["differ_p"] < 0.001 and alike["differ_p"] > 0.3
+    run = {"seeds": 2, "epochs": "40", "train_images": 55_000}
+    assert "The configurations differ beyond seed noise" in fidelity_line(apart | run)
+    assert "do not differ beyond seed noise (ANOVA p 0.54)" in fidelity_line(alike | run)
+    # Seeds that agree exactly: the configurations differ exactly when their means do.
+    assert summarize(planted([(20, 20), (25, 25), (30, 30)]), 5000)["differ_p"] == 0
+    assert summarize(planted([(20, 20), (20, 20), (20, 20)]), 5000)["differ_p"] == 1
 
 
 def test_the_sample_spans_the_ranking_and_keeps_the_pick():

@@ -20,7 +20,7 @@ from search import data as data_mod
 from search.budget import format_duration
 from search.options import OBJECTIVE, SearchOptions
 from search.plan import Plan
-from search.results import failure_reason, format_score, noise_line, seed_noise
+from search.results import best_first, failure_reason, format_score, noise_line, seed_noise
 from search.space import Space
 from search.study import Study
 
@@ -196,4 +196,4 @@ def summarize(
 def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
     """Completed trials, best first (keras-tuner pads its own list with failed ones)."""
     done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
-    return sorted(done, key=lambda t: t.score, reverse=True)
+    return sorted(done, key=lambda t: best_first(t.score, t.trial_id))

@@ -89,6 +89,12 @@ def read_fidelity(study: Study) -> dict[str, Any] | None:
     return result
 
 
+def best_first(score: float | None, trial_id: str) -> tuple:
+    """Sort key of trials: the highest score first, ties and unscored trials in trial order
+    ("2" before "10"), so the summary, `digits results`, retrain and fidelity name one pick."""
+    return (score is None, -(score or 0.0), len(trial_id), trial_id)
+
+
 def _read_if_exists(path: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {}
 
@@ -132,9 +138,7 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
         values = trial.get("hyperparameters", {}).get("values", {})
         row.update({k: v for k, v in values.items() if not k.startswith("tuner/")})
         rows.append(row)
-    return sorted(
-        rows, key=lambda r: (r["val_accuracy"] is None, -(r["val_accuracy"] or 0), r["trial"])
-    )
+    return sorted(rows, key=lambda r: best_first(r["val_accuracy"], r["trial"]))
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -31,6 +31,7 @@ from search import data as data_mod
 from search.budget import BUDGET_FILE, TimeBudget, recorded_rates
 from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
 from search.model import build_model, rebuild
+from search.results import best_first
 from search.study import Study, StudyError, atomic_path, read_json, write_atomic
 
 RETRAIN_DIR = "retrain"  # the study's subfolder of retrained members (`digits retrain`)
@@ -64,7 +65,7 @@ def best_trials(study: Study, top: int | None = None) -> list[dict[str, Any]]:
     done = [t for t in trials if t.get("status") == "COMPLETED" and t.get("score") is not None]
     if not done:
         raise StudyError(f"study '{study.name}' has no completed trial; run `digits search` first")
-    return sorted(done, key=lambda t: t["score"], reverse=True)[:top]
+    return sorted(done, key=lambda t: best_first(t["score"], t["trial_id"]))[:top]
 
 
 def plan_members(

@@ -7,7 +7,9 @@ import statistics
 import pytest
 from conftest import TINY, copy_of, random_smoke
 
-from search.results import noise_line, seed_noise
+from search.results import noise_line, seed_noise, trial_rows
+from search.retrain import best_trials
+from search.study import Study
 
 
 @pytest.mark.slow
@@ -48,6 +50,18 @@ def test_results_table_csv_and_json_agree_with_the_trials(finished_study, run_cl
     )
     best = json.loads(out)
     assert len(best) == 1 and best[0]["trial"] == rows[0]["trial"]
+
+
+def test_tied_trials_rank_in_trial_order_wherever_the_pick_is_named(tmp_path):
+    study = Study("tied", tmp_path)
+    for trial, score in [("2", 0.986), ("10", 0.986), ("1", 0.9856), ("3", None)]:
+        folder = study.tuner_dir / f"trial_{trial}"
+        folder.mkdir(parents=True)
+        status = "FAILED" if score is None else "COMPLETED"
+        record = {"trial_id": trial, "status": status, "score": score, "best_step": 2}
+        (folder / "trial.json").write_text(json.dumps(record))
+    assert [r["trial"] for r in trial_rows(study)] == ["2", "10", "1", "3"]
+    assert [t["trial_id"] for t in best_trials(study)] == ["2", "10", "1"]
 
 
 def test_results_of_a_missing_study(tmp_path, run_cli):

@@ -179,14 +179,11 @@ class Stopwatch(keras.callbacks.Callback):
         super().__init__()
         self.path = path
         self.before = float(path.read_text()) if path.exists() else 0.0
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # made just before `fit`, which it times
 
     @property
     def seconds(self) -> float:
         return self.before + time.monotonic() - self.started
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         write_atomic(self.path, f"{self.seconds:.1f}\n")

@@ -253,7 +253,13 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, TIFF, .npy, ...) or folders of them",
+    )
     p.add_argument("--model", type=Path, help="an export or .keras file (default: the only one)")
     p.add_argument("--json", action="store_true", help="JSON with the top 3 digits")
     p.add_argument("--show", type=Path, metavar="DIR", help="write the 28x28 images it saw here")

@@ -8,12 +8,13 @@ steps.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from search.data import IMAGE_SHAPE
@@ -47,8 +48,17 @@ class Prediction:
         }
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The image files in `folder` (by suffix, sorted; not in its subfolders)."""
+    suffixes = set(Image.registered_extensions()) | {".npy"}
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+
+
 def read_image(path: Path) -> np.ndarray:
-    """A grayscale float array 0..255 of any PNG/JPEG (colour, alpha, grey) or `.npy`."""
+    """A grayscale float array 0..255 of any PNG/JPEG/TIFF/... (colour, alpha, grey, 16-bit
+    or float) or `.npy`; a photo turned upright as its EXIF orientation says."""
+    if path.is_dir():
+        raise ImageError(f"{path}: a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
@@ -60,21 +70,40 @@ def read_image(path: Path) -> np.ndarray:
             array = array[..., :3].mean(axis=-1)
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
             raise ImageError(f"{path}: expected a 2-D numeric array, got shape {array.shape}")
-        array = array.astype(np.float64)
-        if array.max() <= 1.0:  # a float image in 0..1
-            array = array * 255
-        return array
+        if not np.isfinite(array).all():
+            raise ImageError(f"{path}: the array holds NaN or infinite values")
+        return _as_255(array.astype(np.float64))
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("RGBA", "LA") or "transparency" in im.info:
+            # Phones store a photo as the sensor saw it and say in EXIF how to turn it.
+            im = ImageOps.exif_transpose(im)
+            if im.mode.startswith(("I", "F")):  # 16-bit, 32-bit or float grey
+                return _as_255(np.asarray(im, dtype=np.float64), im.mode.startswith("I;16"))
+            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
                 # Transparent pixels are background: lay the image on white first.
                 rgba = im.convert("RGBA")
                 canvas = Image.new("RGBA", rgba.size, "white")
                 im = Image.alpha_composite(canvas, rgba)
             return np.asarray(im.convert("L"), dtype=np.float64)
-    except (UnidentifiedImageError, OSError) as e:
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"{path}: too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)"
+        ) from None
+    # What Pillow raises for a damaged or unknown file: its decoders raise more than OSError.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         raise ImageError(f"{path}: not an image ({type(e).__name__})") from None
+
+
+def _as_255(array: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
+    """Grey levels of any depth on the 0..255 scale: floats in 0..1, 8-bit, 16-bit (as
+    scanners write), or deeper, judged by the mode (`sixteen_bit`) or else the values."""
+    top = float(array.max(initial=0))
+    if sixteen_bit or 255 < top <= 65535:
+        return array / 257
+    if top > 65535:
+        return array * (255 / top)
+    return array * 255 if top <= 1.0 else array
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
@@ -232,9 +261,16 @@ def find_model(path: Path | None, root: Path) -> Path:
 
 def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], list[dict[str, str]]]:
     """Predictions for the readable files, and for each unreadable one a record of the file
-    and what is wrong with it (`{"file": ..., "error": ...}`)."""
+    and what is wrong with it (`{"file": ..., "error": ...}`). A folder stands for the
+    images in it (`images_in`): `digits predict photos/` classifies every photo there."""
     images, names, errors = [], [], []
-    for f in files:
+    expanded: list[Path] = []
+    for path in files:
+        found = images_in(path) if path.is_dir() else [path]
+        if not found:
+            errors.append({"file": str(path), "error": "no image files in this folder"})
+        expanded += found
+    for f in expanded:
         try:
             images.append(to_mnist(read_image(f), str(f)))
             names.append(str(f))

@@ -191,6 +191,17 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
 
     code, out, _ = run_cli("predict", files[0], "--model", pipeline["model"])
     assert code == 0 and out.startswith(f"{files[0]}: ")
+    # A folder: every image file in it, in name order.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for f in files[1::-1]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    code, out, _ = run_cli("predict", folder, "--model", pipeline["model"])
+    assert code == 0
+    assert [line.split(": ")[0] for line in out.splitlines()] == [
+        str(folder / f.name) for f in sorted(files[:2])
+    ]
 
 
 def test_a_missing_member_model_is_named(pipeline, run_cli):

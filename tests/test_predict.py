@@ -8,7 +8,7 @@ from PIL import Image
 from scipy import ndimage
 
 from search import data
-from search.predict import ImageError, read_image, to_mnist
+from search.predict import ImageError, classify, images_in, read_image, to_mnist
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,64 @@ def test_a_blank_or_grain_only_page_has_no_digit(tmp_path):
     Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "grey.png")
     with pytest.raises(ImageError, match=r"grey\.png: empty image"):
         to_mnist(read_image(tmp_path / "grey.png"), "grey.png")
+
+
+def _glyph() -> np.ndarray:
+    """A dark 7 on light paper, 120x100: a bar and a slanted stem."""
+    page = np.full((120, 100), 235, np.uint8)
+    page[15:25, 15:85] = 20
+    for i in range(80):
+        page[25 + i, 75 - i // 2 - 5 : 75 - i // 2 + 5] = 20
+    return page
+
+
+def test_a_phone_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    Image.fromarray(_glyph()).save(tmp_path / "upright.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter left: "rotate 90 degrees clockwise to view"
+    sideways = Image.fromarray(_glyph()).transpose(Image.Transpose.ROTATE_90)
+    sideways.save(tmp_path / "sideways.jpg", quality=95, exif=exif.tobytes())
+    upright = to_mnist(read_image(tmp_path / "upright.jpg"))
+    assert correlation(to_mnist(read_image(tmp_path / "sideways.jpg")), upright) > 0.95
+
+
+def test_16_bit_and_float_images_read_as_their_8_bit_twin(tmp_path):
+    glyph = _glyph()
+    Image.fromarray(glyph).save(tmp_path / "eight.png")
+    Image.fromarray(glyph.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    Image.fromarray((glyph / 255).astype(np.float32)).save(tmp_path / "float.tif")
+    np.save(tmp_path / "sixteen.npy", glyph.astype(np.uint16) * 257)
+    eight = read_image(tmp_path / "eight.png")
+    for twin in ("sixteen.png", "float.tif", "sixteen.npy"):
+        np.testing.assert_allclose(read_image(tmp_path / twin), eight, atol=0.5)
+
+
+def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monkeypatch):
+    Image.fromarray(_glyph()).save(tmp_path / "huge.png")
+    with monkeypatch.context() as patch, pytest.raises(ImageError, match=r"huge\.png: too large"):
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses over twice this
+        read_image(tmp_path / "huge.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "huge.png").read_bytes()[:60])
+    np.save(tmp_path / "nan.npy", np.full((28, 28), np.nan))
+    (tmp_path / "folder").mkdir()
+    for name, reason in [
+        ("cut.png", "not an image"),
+        ("nan.npy", "the array holds NaN or infinite values"),
+        ("folder", "a folder, not an image file"),
+        ("missing.png", "no such file"),
+    ]:
+        with pytest.raises(ImageError, match=f"{name}: {reason}"):
+            read_image(tmp_path / name)
+
+
+def test_a_folder_stands_for_the_images_in_it(tmp_path):
+    for name in ("b.png", "a.JPG", "c.npy", "notes.txt"):
+        (tmp_path / name).touch()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.png").touch()
+    assert [f.name for f in images_in(tmp_path)] == ["a.JPG", "b.png", "c.npy"]
+    (tmp_path / "empty").mkdir()
+    # No image to classify: the model is not even loaded.
+    predictions, errors = classify(tmp_path / "no-model.keras", [tmp_path / "empty"])
+    assert predictions == []
+    assert errors == [{"file": str(tmp_path / "empty"), "error": "no image files in this folder"}]

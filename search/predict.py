@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from search.data import IMAGE_SHAPE
-from search.study import StudyError
+from search.study import StudyError, atomic_path
 
 BOX = 20  # MNIST fits each digit into 20x20, then centres it in 28x28
 INK = 0.2  # a pixel with less than this share of the strongest ink is never a stroke
@@ -300,6 +300,7 @@ def show(predictions: list[Prediction], folder: Path) -> list[Path]:
         n = 1
         while path in written:
             path, n = folder / f"{Path(p.file).stem}-{n}.png", n + 1
-        Image.fromarray(p.image).save(path)
+        with atomic_path(path) as tmp:  # a rerun killed mid-write keeps the old picture
+            Image.fromarray(p.image).save(tmp)
         written.append(path)
     return written

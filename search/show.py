@@ -206,7 +206,7 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
     console.print(
         table(
             f"Held-out members on the validation split ({images}), fewest errors first",
-            ["study", "trial", "epochs", "errors by seed", "mean ± sd", "min each"],
+            ["study", "trial", "epochs", "errors by seed", "mean ± sd", "minutes each"],
             [
                 [
                     c["study"],
@@ -227,7 +227,7 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
     console.print(
         table(
             "Forward selection: each step adds the member that lowers the errors most",
-            ["size", "added", "errors", "min"],
+            ["size", "added", "errors", "minutes"],
             [
                 [str(k), s["members"][-1], str(s["val_errors"]), f"{s['minutes']:.0f}"]
                 for k, s in enumerate(steps, 1)
@@ -236,8 +236,9 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
         )
     )
     fewest = min(steps, key=lambda s: s["val_errors"])
+    size = len(fewest["members"])
     console.print(
-        f"Fewest errors: {fewest['val_errors']} with {len(fewest['members'])} members. The "
+        f"Fewest errors: {fewest['val_errors']} with {size} member{'s' * (size > 1)}. The "
         "selection is chosen on the split it is scored on, so its figures flatter it; the "
         "studies' and the pooled ensembles choose nothing. Minutes as each member trained, "
         "other work beside it included."
@@ -254,7 +255,8 @@ def _print_pooled(console: Console, result: dict[str, Any]) -> None:
     rows.append(
         [f"all {len(pooled['members'])}", str(pooled["val_errors"]), f"{pooled['minutes']:.0f}"]
     )
-    console.print(table("Ensembles (probabilities averaged)", ["members", "errors", "min"], rows))
+    columns = ["members", "errors", "minutes"]
+    console.print(table("Ensembles (probabilities averaged)", columns, rows))
     for name, e in result["studies"].items():
         console.print(
             f"All members against {name}'s alone: {e['pooled_fixes']} images fixed, "

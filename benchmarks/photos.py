@@ -10,6 +10,7 @@ beside the same digits clean (light on black, as MNIST has them, enlarged):
 - scan: dark ink on light grey paper with grain, the digit at a random place and size on the
   page, strokes thinner or thicker; grey PNG;
 - scan, colour: the same on tinted paper in coloured ink, JPEG quality 90;
+- scan, fine pen: the digit large (200-400 px) and traced by a pen 1-3 px wide;
 - photo: a brightness gradient and a soft shadow across the page, rotation up to 10 degrees,
   off-centre, JPEG quality 50-90, colour;
 - photo, ruled: a photo on ruled paper (a line across the page under the digit).
@@ -20,7 +21,9 @@ Replaces the `photos` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,6 +111,17 @@ def scan_colour(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path
     return save(colour(page, rng), path, quality=90)
 
 
+def fine_pen(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
+    """The digit 200-400 px tall traced by a pen 1-3 px wide (its strokes' centre lines), as a
+    ballpoint digit photographed close up or scanned at high resolution."""
+    size = int(rng.integers(200, 401))
+    body = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR)) > 127
+    depth = ndimage.distance_transform_edt(body)
+    centre = body & (depth >= ndimage.maximum_filter(depth, size=3) - 0.5)
+    ink = ndimage.distance_transform_edt(~centre) <= rng.uniform(0.5, 1.5)
+    return save(paper(np.pad(ink.astype(float), 20), rng, None), path)
+
+
 def photo(digit: np.ndarray, rng: np.random.Generator, path: Path, ruled: bool = False) -> Path:
     ink = place(strokes(digit, rng), rng, centred=False)
     ink = ndimage.rotate(ink, rng.uniform(-10, 10), reshape=False, order=1)
@@ -122,9 +136,20 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] =
     "clean (light on black, enlarged)": clean,
     "scan: dark ink on grey paper, grain, any place, size and stroke": scan,
     "scan, colour: tinted paper, coloured ink, JPEG 90": scan_colour,
+    "scan, fine pen: strokes 1-3 px wide, the digit 200-400 px tall": fine_pen,
     "photo: gradient, shadow, rotation, JPEG 50-90, colour": photo,
     "photo, ruled: the same on ruled paper": lambda d, r, p: photo(d, r, p, ruled=True),
 }
+
+
+def made_by(file: Path) -> str:
+    """What the model is, from its export's metadata.json, if it has one."""
+    meta = file.parent / "metadata.json"
+    if not meta.exists():
+        return ""
+    m = json.loads(meta.read_text())
+    accuracy = m["evaluation"]["ensemble"]["test_accuracy"]
+    return f"The model: the export of `{m['command']}` ({accuracy:.2%} on the test set as arrays)."
 
 
 def main() -> None:
@@ -137,7 +162,8 @@ def main() -> None:
 
     from search.predict import find_model
 
-    model = keras.saving.load_model(find_model(args.model, args.model))
+    file = find_model(args.model, args.model)
+    model = keras.saving.load_model(file)
     d = data.load()
     x, y = d.x_test[: args.images], d.y_test[: args.images]
     rows = []
@@ -152,7 +178,8 @@ def main() -> None:
     text = "\n".join(
         [
             f"`python benchmarks/photos.py --model {args.model} --images {args.images}` on "
-            f"{hardware()}: the first {args.images} MNIST test digits rendered as files.",
+            f"{hardware()}, {time.strftime('%Y-%m-%d')}: the first {args.images} MNIST test "
+            f"digits rendered as files. {made_by(file)}",
             "",
             "| condition | accuracy | against clean |",
             "|---|---|---|",

@@ -123,3 +123,18 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path):
     predictions, errors = classify(tmp_path / "no-model.keras", [tmp_path / "empty"])
     assert predictions == []
     assert errors == [{"file": str(tmp_path / "empty"), "error": "no image files in this folder"}]
+
+
+def test_a_fine_pen_digit_drawn_large_gets_strokes_as_wide_as_mnist_ones():
+    from PIL import ImageDraw
+
+    def four(width: int) -> np.ndarray:
+        page = Image.new("L", (400, 500), 235)
+        pen = ImageDraw.Draw(page)
+        pen.line([(250, 60), (90, 330), (330, 330)], fill=20, width=width)
+        pen.line([(260, 180), (260, 460)], fill=20, width=width)
+        return np.asarray(page, dtype=np.float64)
+
+    ballpoint, marker = to_mnist(four(2)), to_mnist(four(60))
+    assert ballpoint.max() == 255 and (ballpoint > 128).sum() >= 0.6 * (marker > 128).sum()
+    assert correlation(ballpoint, marker) > 0.85

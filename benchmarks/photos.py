@@ -13,7 +13,8 @@ beside the same digits clean (light on black, as MNIST has them, enlarged):
 - scan, fine pen: the digit large (200-400 px) and traced by a pen 1-3 px wide;
 - photo: a brightness gradient and a soft shadow across the page, rotation up to 10 degrees,
   off-centre, JPEG quality 50-90, colour;
-- photo, ruled: a photo on ruled paper (a line across the page under the digit).
+- photo, ruled: a photo on ruled paper (a line across the page under the digit);
+- photo, on a table: the photographed sheet tilted on a darker table that surrounds it.
 
 Replaces the `photos` section of BENCHMARKS.md.
 """
@@ -132,6 +133,20 @@ def photo(digit: np.ndarray, rng: np.random.Generator, path: Path, ruled: bool =
     return save(colour(page, rng), path, quality=int(rng.integers(50, 91)))
 
 
+def on_table(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
+    """A photo of the sheet lying on a table darker than its darkest part: the page lit as
+    `photo`'s and tilted, the table around it on every side (a quarter to a half of the
+    picture), as a phone held above a desk sees it."""
+    page = paper(place(strokes(digit, rng), rng, centred=False), rng, lighting(rng))
+    margin = int(rng.integers(PAGE // 8, PAGE // 4))
+    table = rng.uniform(0.25, 0.6) * np.percentile(ndimage.uniform_filter(page, 15), 1)
+    sheet = np.pad(page, margin, constant_values=-1.0)  # -1: not the sheet
+    sheet = ndimage.rotate(sheet, rng.uniform(-15, 15), reshape=False, order=0, cval=-1.0)
+    grain = rng.normal(0, 6, sheet.shape)
+    picture = np.where(sheet < 0, table + grain, sheet)
+    return save(colour(np.clip(picture, 0, 255), rng), path, quality=int(rng.integers(50, 91)))
+
+
 CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] = {
     "clean (light on black, enlarged)": clean,
     "scan: dark ink on grey paper, grain, any place, size and stroke": scan,
@@ -139,6 +154,7 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] =
     "scan, fine pen: strokes 1-3 px wide, the digit 200-400 px tall": fine_pen,
     "photo: gradient, shadow, rotation, JPEG 50-90, colour": photo,
     "photo, ruled: the same on ruled paper": lambda d, r, p: photo(d, r, p, ruled=True),
+    "photo, on a table: the sheet tilted on a darker surface, JPEG 50-90": on_table,
 }
 
 

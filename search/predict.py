@@ -2,8 +2,10 @@
 
 Images are converted the way MNIST was made: grayscale, inverted when the background is light
 (MNIST digits are light on dark), cropped to the digit, fitted into a 20x20 box keeping the
-aspect ratio, and centred by centre of mass in a 28x28 frame. `.npy` arrays go through the same
-steps.
+aspect ratio, and centred by centre of mass in a 28x28 frame. Photos and scans need more
+first: a sheet cut out of the table it lies on, the paper's lighting taken away, specks and
+ruled lines dropped, a fine pen's strokes widened to MNIST's. `.npy` arrays go through the
+same steps.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from search.data import IMAGE_SHAPE
 from search.study import StudyError, atomic_path
@@ -24,6 +27,8 @@ BOX = 20  # MNIST fits each digit into 20x20, then centres it in 28x28
 INK = 0.2  # a pixel with less than this share of the strongest ink is never a stroke
 KEEP = 0.1  # strokes this share of the largest one's size or more belong to the digit
 WORK_SIZE = 400  # pixels on the longer side the conversion works at
+SHEET = 0.2  # the least share of a photo a sheet of paper on a table is taken to fill
+EDGE = 0.4  # a sheet's edge: its grey clears the table's by this share of their step or more
 # MNIST's strokes are 0.10 (its thinnest) to 0.14 (median) of the digit's longer side wide:
 # a digit drawn with a fine pen, shrunk to 20x20, would be a faint hairline. Strokes under
 # half the thinnest are widened to the median; wider ones are left as drawn (a crop widened
@@ -114,14 +119,15 @@ def _as_255(array: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """Convert a grayscale photo, scan or array to an MNIST-style uint8 28x28 digit.
 
-    The paper and its uneven lighting are taken away (`ink`), grain and specks dropped and
+    A photographed sheet is cut from the table around it (`on_the_sheet`), the paper and its
+    uneven lighting are taken away (`ink`), grain and specks dropped and
     the digit found as its main strokes (`strokes`), a fine pen's strokes widened to MNIST's
     (`thicken`), then the MNIST steps: fitted into 20x20
     keeping its aspect ratio, centred by centre of mass in 28x28.
     """
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
-    gray = _at_most(gray, WORK_SIZE)
+    gray = on_the_sheet(_at_most(gray, WORK_SIZE))
     digit = strokes(ink(gray))
     if digit is None:
         raise ImageError(f"{name}: empty image (no digit found)")
@@ -143,6 +149,78 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     dx = round((IMAGE_SHAPE[1] - 1) / 2 - (xs * frame).sum() / mass)
     frame = _shift(frame, dy, dx)
     return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def on_the_sheet(gray: np.ndarray) -> np.ndarray:
+    """`gray` cut to the sheet of paper it shows lying on a darker table, the table around
+    the sheet painted the nearest paper's grey; `gray` itself where there is no such sheet
+    (`find_sheet`). Without this, the table reads as the ground and the whole sheet as one
+    light stroke.
+
+    The sheet is looked for above Otsu's threshold, then, where a shadow across the sheet
+    fell below it, above the midpoint between it and the picture's border (the table).
+    """
+    level = 255 * otsu(gray / 255)
+    table = np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
+    sheet = find_sheet(gray, level)
+    if sheet is None and table < level:
+        sheet = find_sheet(gray, (level + table) / 2)
+    if sheet is None:
+        return gray
+    # Painted over the sheet's edge too, which the lens and JPEG blur.
+    inner = ndimage.binary_erosion(sheet, iterations=max(2, max(gray.shape) // 50))
+    if not inner.any():
+        return gray
+    nearest = ndimage.distance_transform_edt(~inner, return_distances=False, return_indices=True)
+    rows, cols = np.flatnonzero(sheet.any(axis=1)), np.flatnonzero(sheet.any(axis=0))
+    return gray[tuple(nearest)][rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
+    """The mask of a sheet of paper on a darker table in `gray`, or None.
+
+    The sheet is the largest region brighter than `threshold`, closed over thin dark lines
+    and strokes, its holes filled. It is taken for a sheet on a table only if it covers
+    `SHEET` to 98% of the picture, is nearly convex (a quadrilateral seen at any angle is),
+    holds some dark but is mostly bright, the dark in thin strokes (a light 1 on a dark
+    ground has nothing dark inside, a light 0 a wide hole) and ends in an edge: all along it, the
+    paper just inside stands clear above the table just outside (`EDGE`). Where a shadow or
+    a gradient ends the bright part of a page, the grey on both sides of the threshold is
+    alike.
+    """
+    bright = gray > threshold
+    k = max(1, max(gray.shape) // 100)
+    # Padded as the picture continues, so the closing does not eat into its border.
+    closed = ndimage.binary_closing(np.pad(bright, k, mode="edge"), iterations=k)[k:-k, k:-k]
+    labels, count = ndimage.label(closed)
+    if not count:
+        return None
+    sheet = labels == 1 + np.argmax(ndimage.sum(closed, labels, range(1, count + 1)))
+    sheet = ndimage.binary_fill_holes(sheet)
+    dark = sheet & ~bright
+    if not (SHEET <= sheet.mean() <= 0.98 and 20 <= dark.sum() <= 0.2 * sheet.sum()):
+        return None
+    # Dark on a sheet is ink: strokes, thin beside the sheet and long beside their width
+    # (area over width squared). Inside a light digit on a dark ground it is the holes of a
+    # 0, 6, 8 or 9: round, and a fifth of the digit's size.
+    width = 2 * np.percentile(ndimage.distance_transform_edt(dark)[dark], 90)
+    if width > 0.13 * np.sqrt(sheet.sum()) or dark.sum() < 5 * width**2:
+        return None
+    corners = np.argwhere(sheet ^ ndimage.binary_erosion(sheet))
+    if sheet.sum() < 0.9 * ConvexHull(corners).volume:  # a hull's "volume" in 2-D: its area
+        return None
+    # Just inside the sheet's edge (not the picture's) the grey must stand clear above what
+    # lies just outside it, a few pixels beyond the blur on either side.
+    depth, reach = ndimage.distance_transform_edt(sheet), ndimage.distance_transform_edt(~sheet)
+    near = (depth > k + 1) & (depth <= 3 * k + 3) & bright
+    beyond = (reach > k + 1) & (reach <= 3 * k + 3)
+    if not near.any() or not beyond.any():
+        return None
+    smooth = ndimage.gaussian_filter(gray, 1.5)
+    gap = np.percentile(smooth[near], 10) - np.percentile(smooth[beyond], 90)
+    if gap < EDGE * (np.median(gray[sheet & bright]) - np.median(gray[~sheet])):
+        return None
+    return sheet
 
 
 def ink(gray: np.ndarray) -> np.ndarray:

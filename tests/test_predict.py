@@ -8,7 +8,14 @@ from PIL import Image
 from scipy import ndimage
 
 from search import data
-from search.predict import ImageError, classify, images_in, read_image, to_mnist
+from search.predict import (
+    ImageError,
+    classify,
+    images_in,
+    on_the_sheet,
+    read_image,
+    to_mnist,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +145,33 @@ def test_a_fine_pen_digit_drawn_large_gets_strokes_as_wide_as_mnist_ones():
     ballpoint, marker = to_mnist(four(2)), to_mnist(four(60))
     assert ballpoint.max() == 255 and (ballpoint > 128).sum() >= 0.6 * (marker > 128).sum()
     assert correlation(ballpoint, marker) > 0.85
+
+
+TILT = 12  # degrees a photographed sheet is turned
+
+
+def on_a_table(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`page` photographed lying on a darker table: tilted, the table around it."""
+    sheet = np.pad(page, 40, constant_values=-1.0)
+    sheet = ndimage.rotate(sheet, TILT, reshape=False, order=0, cval=-1.0)
+    table = 0.4 * page.min() + rng.normal(0, 5, sheet.shape)
+    return np.clip(np.where(sheet < 0, table, sheet), 0, 255)
+
+
+def test_a_sheet_photographed_on_a_table_converts_as_the_sheet_alone(digits):
+    rng = np.random.default_rng(2)
+    for digit in digits[0]:
+        sheet = page(digit, rng)
+        alone = to_mnist(ndimage.rotate(sheet, TILT, order=1, mode="nearest"))
+        assert correlation(to_mnist(on_a_table(sheet, rng)), alone) > 0.8
+
+
+def test_only_a_sheet_on_a_table_is_cut_out(digits):
+    rng = np.random.default_rng(3)
+    bold = data.load().x_test[[495, 894, 947]]  # an 8, a 3 and a 9 with small, round holes
+    for digit in [*digits[0], *bold]:
+        # A light digit on a dark ground (its holes are no ink), and a page under a shadow.
+        clean = np.asarray(Image.fromarray(digit).resize((112, 112)), dtype=np.float64)
+        shaded = page(digit, rng)
+        for picture in (clean, shaded):
+            assert on_the_sheet(picture) is picture

@@ -120,10 +120,10 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """Convert a grayscale photo, scan or array to an MNIST-style uint8 28x28 digit.
 
     A photographed sheet is cut from the table around it (`on_the_sheet`), the paper and its
-    uneven lighting are taken away (`ink`), grain and specks dropped and
-    the digit found as its main strokes (`strokes`), a fine pen's strokes widened to MNIST's
-    (`thicken`), then the MNIST steps: fitted into 20x20
-    keeping its aspect ratio, centred by centre of mass in 28x28.
+    uneven lighting are taken away (`ink`), grain and specks dropped and the digit found as
+    its main strokes (`strokes`), a fine pen's strokes widened to MNIST's (`thicken`), then
+    the MNIST steps: fitted into 20x20 keeping its aspect ratio, centred by centre of mass in
+    28x28.
     """
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
@@ -183,10 +183,10 @@ def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
     and strokes, its holes filled. It is taken for a sheet on a table only if it covers
     `SHEET` to 98% of the picture, is nearly convex (a quadrilateral seen at any angle is),
     holds some dark but is mostly bright, the dark in thin strokes (a light 1 on a dark
-    ground has nothing dark inside, a light 0 a wide hole) and ends in an edge: all along it, the
-    paper just inside stands clear above the table just outside (`EDGE`). Where a shadow or
-    a gradient ends the bright part of a page, the grey on both sides of the threshold is
-    alike.
+    ground has nothing dark inside, a light 0 a wide hole) and ends in an edge: all along
+    it, the paper just inside stands clear above the table just outside (`EDGE`). Where a
+    shadow or a gradient ends the bright part of a page, the grey on both sides of the
+    threshold is alike.
     """
     bright = gray > threshold
     k = max(1, max(gray.shape) // 100)

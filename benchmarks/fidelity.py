@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -28,14 +29,22 @@ def corr(value: float | None, interval: list[float] | None) -> str:
     return f"{value:+.2f}" + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")
 
 
+def as_in_repo(command: str) -> str:
+    """`command` with a space file given by its path in a copy of this repository (long
+    runs go from a copy, so edits to the checkout cannot change them) named as in the
+    repository; the study records the file's text and sha256 either way."""
+    return re.sub(r"\S*/(benchmarks/spaces/\S+)", r"\1", command)
+
+
 def rows(study: Study) -> tuple[str, list[str]]:
     """The study's summary row, and one row per sampled configuration."""
     record, result = study.read(), read_fidelity(study)
     if result is None:
         raise SystemExit(f"{study.dir}: no fidelity.json; run `digits fidelity` first")
+    command = as_in_repo(record["commands"][0])
     summary = (
-        f"| `{record['commands'][0]}` | {len(result['configurations'])} x {result['seeds']} "
-        f"seeds, {result['epochs']} epochs | {corr(result['spearman'], result['spearman_95'])} "
+        f"| `{command}` | {len(result['configurations'])} x {result['seeds']} seeds, "
+        f"{result['epochs']} epochs | {corr(result['spearman'], result['spearman_95'])} "
         f"| {result['spearman_chance']:.0%} | {corr(result['kendall'], result['kendall_95'])} "
         f"| {result['regret_errors']:.1f} | {result['seed_spread_errors']:.1f} "
         f"| {format_p(result['differ_p'])} |"

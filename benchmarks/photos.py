@@ -135,7 +135,7 @@ def photo(digit: np.ndarray, rng: np.random.Generator, path: Path, ruled: bool =
 
 def on_table(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
     """A photo of the sheet lying on a table darker than its darkest part: the page lit as
-    `photo`'s and tilted, the table around it on every side (a quarter to a half of the
+    `photo`'s and tilted, the table around it on every side (a third to a half of the
     picture), as a phone held above a desk sees it."""
     page = paper(place(strokes(digit, rng), rng, centred=False), rng, lighting(rng))
     margin = int(rng.integers(PAGE // 8, PAGE // 4))

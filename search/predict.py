@@ -161,7 +161,7 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
     fell below it, above the midpoint between it and the picture's border (the table).
     """
     level = 255 * otsu(gray / 255)
-    table = np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
+    table = np.median(_border(gray))
     sheet = find_sheet(gray, level)
     if sheet is None and table < level:
         sheet = find_sheet(gray, (level + table) / 2)
@@ -172,8 +172,7 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
     if not inner.any():
         return gray
     nearest = ndimage.distance_transform_edt(~inner, return_distances=False, return_indices=True)
-    rows, cols = np.flatnonzero(sheet.any(axis=1)), np.flatnonzero(sheet.any(axis=0))
-    return gray[tuple(nearest)][rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return gray[tuple(nearest)][_box(sheet)]
 
 
 def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
@@ -203,7 +202,7 @@ def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
     # Dark on a sheet is ink: strokes, thin beside the sheet and long beside their width
     # (area over width squared). Inside a light digit on a dark ground it is the holes of a
     # 0, 6, 8 or 9: round, and a fifth of the digit's size.
-    width = 2 * np.percentile(ndimage.distance_transform_edt(dark)[dark], 90)
+    width = stroke_width(dark)
     if width > 0.13 * np.sqrt(sheet.sum()) or dark.sum() < 5 * width**2:
         return None
     corners = np.argwhere(sheet ^ ndimage.binary_erosion(sheet))
@@ -232,7 +231,7 @@ def ink(gray: np.ndarray) -> np.ndarray:
     blur smooths what is left, and the ink is what the image differs from it by.
     """
     h, w = gray.shape
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    border = _border(gray)
     dark_ink = (
         np.median(border) > np.median(gray) or np.median(border) > (gray.min() + gray.max()) / 2
     )
@@ -265,8 +264,7 @@ def strokes(amount: np.ndarray) -> np.ndarray | None:
     if not len(keep):
         return None
     digit = ndimage.binary_dilation(np.isin(labels, keep), iterations=1)
-    rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
-    cropped = (amount * digit)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    cropped = (amount * digit)[_box(digit)]
     core = cropped[cropped > INK]
     # Strokes at full strength, as MNIST's are: pen pressure and lighting vary.
     return np.clip(cropped / np.percentile(core, 90), 0, 1) if core.size else cropped
@@ -275,13 +273,12 @@ def strokes(amount: np.ndarray) -> np.ndarray | None:
 def thicken(digit: np.ndarray) -> np.ndarray:
     """`digit` (a crop, 0..1) with its strokes widened to MNIST's median share of its longer
     side (`STROKE`) where they are far thinner than any of MNIST's (`THIN`): a ballpoint
-    digit photographed large. Width: twice the 90th percentile of the distance to the edge
-    of the strokes, the estimate `drop_lines` uses."""
+    digit photographed large."""
     mask = digit > 0.5
     if not mask.any():
         return digit
     longer = max(digit.shape)
-    width = 2 * np.percentile(ndimage.distance_transform_edt(mask)[mask], 90)
+    width = stroke_width(mask)
     if width >= THIN * longer:
         return digit
     grow = (STROKE * longer - width) / 2
@@ -289,6 +286,12 @@ def thicken(digit: np.ndarray) -> np.ndarray:
     mask = np.pad(mask, pad)
     grown = ndimage.distance_transform_edt(~mask) <= grow
     return np.maximum(np.pad(digit, pad), grown)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """About how wide the strokes of a non-empty `mask` are, in pixels: twice the 90th
+    percentile of their pixels' distance to the nearest background pixel."""
+    return float(2 * np.percentile(ndimage.distance_transform_edt(mask)[mask], 90))
 
 
 def drop_lines(mask: np.ndarray) -> np.ndarray:
@@ -300,8 +303,7 @@ def drop_lines(mask: np.ndarray) -> np.ndarray:
     """
     if not mask.any():
         return mask
-    depth = ndimage.distance_transform_edt(mask)
-    stroke = 2 * np.percentile(depth[mask], 90)  # about the width of the strokes
+    stroke = stroke_width(mask)
     h, w = mask.shape
     out = mask.copy()
     for length, axis in ((w, 1), (h, 0)):
@@ -338,6 +340,17 @@ def _at_most(gray: np.ndarray, size: int) -> np.ndarray:
         return gray
     shape = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
     return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(shape, Image.Resampling.BOX))
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    """The pixels along the four edges of `gray`."""
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of a non-empty `mask`, as slices to index with."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:

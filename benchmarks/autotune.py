@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from search.quiet import TF_ENV
+
+os.environ.update({**TF_ENV, **os.environ})  # TensorFlow as the toolkit runs it
 
 import keras
 import tensorflow as tf

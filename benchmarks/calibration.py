@@ -16,7 +16,9 @@ import itertools
 import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from search.quiet import TF_ENV
+
+os.environ.update({**TF_ENV, **os.environ})  # TensorFlow as the toolkit runs it
 
 import numpy as np
 from throughput import hardware, stale_install, update_benchmarks

@@ -35,7 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from search.quiet import TF_ENV
+
+os.environ.update({**TF_ENV, **os.environ})  # TensorFlow as the toolkit runs it
 
 import keras
 from rich.console import Console
@@ -283,7 +285,43 @@ def hardware() -> str:
     """
     cpu, flags = cpuinfo()
     isa = next((name for flag, name in VECTOR_ISAS if flag in flags), None)
-    return f"{cpu}{f' ({isa})' if isa else ''}, {os.cpu_count()} cores, no GPU"
+    return f"{cpu}{f' ({isa})' if isa else ''}, {os.cpu_count()} cores, no GPU{held_back()}"
+
+
+def held_back() -> str:
+    """What holds this process below its machine, so that a slower machine emulated here
+    (a CPU quota, oneDNN held to older instructions or off) is never read as this one."""
+    held = []
+    if quota := cpu_quota():
+        held.append(f"held to {quota:.1f} CPUs by a cgroup quota")
+    if isa := os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        held.append(f"oneDNN held to {isa}")
+    # Unset, the toolkit turns oneDNN on (search.quiet.TF_ENV).
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() in ("0", "false"):
+        held.append("oneDNN off (Eigen kernels)")
+    return "".join(f", {h}" for h in held)
+
+
+def cpu_quota() -> float | None:
+    """The CPUs this process's cgroup allows it (cgroup v1 or v2), or None: no quota."""
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":  # v2: "max 100000" or "150000 100000"
+                quota, period = (
+                    (Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.max").read_text().split()
+                )
+            elif "cpu" in controllers.split(","):
+                folder = Path("/sys/fs/cgroup/cpu") / path.lstrip("/")
+                quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+                period = (folder / "cpu.cfs_period_us").read_text().strip()
+            else:
+                continue
+            if quota not in ("max", "-1"):
+                return int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def update_benchmarks(section: str, text: str) -> None:

@@ -1,10 +1,16 @@
-"""TensorFlow, imported without its start-up chatter.
+"""TensorFlow, imported without its start-up chatter and with its fastest CPU kernels.
 
 Importing TensorFlow and starting its runtime print a dozen lines through C++ logging that no
 environment variable of this TensorFlow silences (absl's "All log messages before
 absl::InitializeLog()", oneDNN and CPU-feature notices, a failed CUDA probe on a machine
 without a GPU). Every command that trains calls `quiet_tensorflow` before it imports anything
 that imports TensorFlow, so the first lines a user sees are the toolkit's.
+
+TensorFlow's Linux wheels carry two sets of CPU kernels: oneDNN's, and Eigen's. They turn
+oneDNN on only where the CPU has VNNI, bfloat16 or AMX instructions; an AVX2-only CPU (an
+older AMD EPYC, say) gets Eigen's, which trained the quick preset's model at 0.6x oneDNN's
+speed with oneDNN held to AVX2 instructions (BENCHMARKS.md, oneDNN). `TF_ENV` turns oneDNN
+on everywhere; a variable already set in the environment wins.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import logging
 import os
 import sys
 import tempfile
+
+TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1"}
 
 
 def quiet_tensorflow() -> None:
@@ -25,7 +33,7 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.update({**TF_ENV, **os.environ})  # read by TensorFlow on import
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from search.quiet import TF_ENV
+
+os.environ.update({**TF_ENV, **os.environ})  # TensorFlow as the toolkit runs it
 
 # Small budgets keep a whole search to seconds on two cores.
 TINY = ["--train-size", "600", "--val-size", "200"]

@@ -32,6 +32,7 @@ from search.budget import BUDGET_FILE, TimeBudget, recorded_rates
 from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
 from search.model import build_model, rebuild
 from search.results import best_first
+from search.space import completed
 from search.study import Study, StudyError, atomic_path, read_json, write_atomic
 
 RETRAIN_DIR = "retrain"  # the study's subfolder of retrained members (`digits retrain`)
@@ -108,7 +109,7 @@ def trial_members(
         HOLD_OUT_SUFFIX if hold_out else ""
     )
     values = trial["hyperparameters"]["values"]
-    config = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    config = completed({k: v for k, v in values.items() if not k.startswith("tuner/")})
     best_epoch = int(trial["best_step"]) + 1
     # One seed per member, not per study: members sharing a seed start from the same
     # convolution kernels and see the same batches and augmentations, so they err alike

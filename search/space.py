@@ -130,6 +130,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 KEY_TYPES = {name: key for table in SCHEMA.values() for name, key in table.items()}
+
+
+def completed(values: dict[str, Any]) -> dict[str, Any]:
+    """A configuration a study recorded, with the default of every key the schema gained
+    since (a new key's default builds and trains what the toolkit did before it)."""
+    return {**{name: key.default for name, key in KEY_TYPES.items()}, **values}
+
+
 BUILTIN_DIRS = (
     Path(__file__).parent / "spaces",  # installed wheel: spaces/ is shipped inside the package
     Path(__file__).parent.parent / "spaces",  # source checkout or editable install

@@ -253,3 +253,17 @@ def test_the_eta_of_a_resumed_member_counts_only_the_epochs_it_has_left():
     progress.set_params({"epochs": 40})
     progress.on_epoch_end(24, {"loss": 0.5, "accuracy": 0.9})
     assert "epoch 25/40" in out.getvalue() and "ETA 15.0 min" in out.getvalue()
+
+
+def test_a_study_older_than_a_schema_key_retrains_with_its_default(finished_study, tmp_path):
+    logs = copy_of(finished_study, tmp_path)
+    study = Study("smoke", logs)
+    for path in study.tuner_dir.glob("trial_*/trial.json"):  # as recorded before `residual`
+        trial = json.loads(path.read_text())
+        del trial["hyperparameters"]["values"]["residual"]
+        path.write_text(json.dumps(trial))
+    member = plan_members(study, top=1, seeds=1, epochs=1)[0]
+    assert member.config["residual"] is False
+    d = data.load()
+    train_member(study, member, d.x_train[:256], d.y_train[:256], Recorder())
+    assert (member_dir(study, member.name) / MODEL_FILE).exists()

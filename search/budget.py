@@ -88,9 +88,10 @@ BUDGET_FILE = "budget.json"  # a retraining's member sizes and calibration, in r
 # fit adds tracing, checkpoints and logs), and for the last member (the VMs' speed swings).
 BUDGET_MARGIN = 0.9
 # Where the time left fits fewer epochs than this per member, fewer members train, each
-# longer: on the quick preset's configuration one member of 8 epochs erred less than two of
-# 4 averaged (BENCHMARKS.md, experiments). Longer members were not compared, hence no more.
-MIN_EPOCHS = 5
+# longer: on the quick preset's configurations one member of 8 epochs erred less than two of
+# 4 averaged, and one of 12 less than two of 6; two of 12 about as one of 24 (BENCHMARKS.md,
+# experiments). Between 6 and 12 nothing was measured: 8 sits in that gap.
+MIN_EPOCHS = 8
 
 
 def recorded_rates(path: Path) -> dict[str, float]:

@@ -211,10 +211,10 @@ def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path
     assert budget.size(b, [c], Console(file=out)).epochs == 0
     recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
     assert recorded["epochs"] == {"a": 8, "b": 0, "c": 0}
-    # With time for 5 epochs each, all three train.
+    # With time for MIN_EPOCHS each, all three train.
     roomy = budget_for(Study("t", tmp_path), [a, b, c], x, y, 3600)
-    roomy.deadline = time.monotonic() + 15.8 / 0.9 * roomy.epoch_seconds([a])
-    assert roomy.size(a, [b, c], Console(file=out)).epochs == 5
+    roomy.deadline = time.monotonic() + (3 * MIN_EPOCHS + 0.8) / 0.9 * roomy.epoch_seconds([a])
+    assert roomy.size(a, [b, c], Console(file=out)).epochs == MIN_EPOCHS
 
 
 def test_a_resumed_run_does_not_train_a_member_its_budget_left_out(finished_study, tmp_path):

@@ -120,7 +120,9 @@ def setup_of(result: dict) -> str:
     if budget:
         # Budgets that size each member as it starts record a size per member.
         each = " per member" if isinstance(budget["epochs"], dict) else ""
-        epochs = f"up to {budget['at_most']} (fit to time{each})"
+        # Where recorded: the fewest epochs a member may get before fewer members train.
+        floor = f", {budget['min_epochs']} or more each" if "min_epochs" in budget else ""
+        epochs = f"up to {budget['at_most']} (fit to time{each}{floor})"
         if each and 0 in budget["epochs"].values():  # members left out (budget.MIN_EPOCHS)
             size = f"{size} of {len(budget['epochs'])}"
     return (

@@ -141,7 +141,11 @@ class TimeBudget:
         recorded = read_json(path) if path.exists() else {}
         self.epochs: dict[str, int] = recorded.get("epochs", {})
         self.rates = rates
-        self.record = {"seconds": round(seconds), "at_most": max(m.epochs for m in members)}
+        self.record = {
+            "seconds": round(seconds),
+            "at_most": max(m.epochs for m in members),
+            "min_epochs": MIN_EPOCHS,
+        }
         # Seconds trained in this process, and what the calibration said they would take.
         self.taken = self.expected = 0.0
         # Images per second of the members trained in this process, as they really trained.

@@ -10,7 +10,8 @@ alternate, `--repeats` times; each run's first epoch (tracing) is left out.
 
     python benchmarks/onednn.py [--images 20000] [--epochs 3] [--repeats 3]
 
-Prints a Markdown table and replaces the `onednn` section of BENCHMARKS.md.
+Prints a Markdown table and replaces the `onednn` section of BENCHMARKS.md (`onednn-held`
+for a run held below its machine by `benchmarks/held.sh`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from throughput import SPACE, cpuinfo, hardware, stale_install, update_benchmarks
+from throughput import (
+    SPACE,
+    cpu_quota,
+    cpuinfo,
+    hardware,
+    held_back,
+    stale_install,
+    update_benchmarks,
+)
 
 # The CPU flags with which TensorFlow turns oneDNN on by itself (its DefaultOneDnnPolicy).
 DEFAULT_ON = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
@@ -105,11 +114,15 @@ def main() -> None:
         f"({min(paired[name]):.2f}-{max(paired[name]):.2f}) |"
         for name, r in rates.items()
     ]
+    quota = cpu_quota()
+    held = f"bash benchmarks/held.sh {quota:.1f} " if quota else ""
     text = "\n".join(
         [
-            "## oneDNN or Eigen: TensorFlow's CPU kernels",
+            "### The same, held below this machine"
+            if held_back()
+            else "## oneDNN or Eigen: TensorFlow's CPU kernels",
             "",
-            f"`python benchmarks/onednn.py --images {args.images} --epochs {args.epochs} "
+            f"`{held}python benchmarks/onednn.py --images {args.images} --epochs {args.epochs} "
             f"--repeats {args.repeats}` on {hardware()}; {time.strftime('%Y-%m-%d')}; "
             f"{(time.perf_counter() - start) / 60:.0f} min. A one-trial search of the quick "
             f"family (no augmentation), {args.images:,} training images per epoch, batch 128, "
@@ -124,7 +137,8 @@ def main() -> None:
         ]
     )
     print(text)
-    update_benchmarks("onednn", text)
+    # Held below its machine (benchmarks/held.sh), a run emulates another CPU: its own table.
+    update_benchmarks("onednn-held" if held_back() else "onednn", text)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -207,6 +208,16 @@ def preset_section(preset: str, results: list[dict]) -> str:
     )
 
 
+def held_command(machine: str) -> str:
+    """What a row's command needs before it to run as held as its machine was (a slower CPU
+    emulated: `throughput.held_back` names the hold in the machine)."""
+    isa = re.search(r"oneDNN held to (\w+)", machine)
+    cpus = re.search(r"held to ([\d.]+) CPUs", machine)
+    return (f"ONEDNN_MAX_CPU_ISA={isa[1]} " if isa else "") + (
+        f"bash benchmarks/held.sh {cpus[1]} " if cpus else ""
+    )
+
+
 def summary_section() -> str:
     """One row per preset, setup and machine over every kept run, then the anchors."""
     rows = []
@@ -222,7 +233,7 @@ def summary_section() -> str:
                 f"{spread([r['evaluation']['ensemble']['test_accuracy'] for r in runs], '.2%')} "
                 f"({len(runs)} seed(s)) | {max(best_member(r) for r in runs):.2%} | "
                 f"{spread(speeds, ',.0f') if speeds else '-'} | "
-                f"`python benchmarks/preset.py {preset} --seeds {seeds}` |"
+                f"`{held_command(machine)}python benchmarks/preset.py {preset} --seeds {seeds}` |"
             )
     anchors = [
         f"| anchor: {name} | - | - | {acc} | {single} | - | - |" for name, acc, single in ANCHORS

@@ -8,9 +8,9 @@ that imports TensorFlow, so the first lines a user sees are the toolkit's.
 
 TensorFlow's Linux wheels carry two sets of CPU kernels: oneDNN's, and Eigen's. They turn
 oneDNN on only where the CPU has VNNI, bfloat16 or AMX instructions; an AVX2-only CPU (an
-older AMD EPYC, say) gets Eigen's, which trained the quick preset's model at 0.6x oneDNN's
-speed with oneDNN held to AVX2 instructions (BENCHMARKS.md, oneDNN). `TF_ENV` turns oneDNN
-on everywhere; a variable already set in the environment wins.
+older AMD EPYC, say) gets Eigen's, which train the quick family at about 0.7x the speed of
+oneDNN's held to AVX2 (BENCHMARKS.md, oneDNN or Eigen). `TF_ENV` turns oneDNN on
+everywhere; a variable already set in the environment wins.
 """
 
 from __future__ import annotations

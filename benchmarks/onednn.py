@@ -33,6 +33,7 @@ from throughput import (
     hardware,
     held_back,
     stale_install,
+    toolkit_trial,
     update_benchmarks,
 )
 
@@ -50,26 +51,11 @@ KERNELS = {  # row name: the environment its process trains in
 
 def child(images: int, epochs: int) -> None:
     """One one-trial search in this process; prints its epochs' seconds as JSON."""
-    from rich.console import Console
-
-    from search import space
-    from search.options import SearchOptions
-    from search.tune import run_search
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.toml"
         path.write_text(SPACE.format(epochs=epochs, precision="float32"))
-        opts = SearchOptions(
-            study="bench",
-            tuner="random",
-            max_trials=1,
-            train_size=images,
-            root=Path(tmp),
-            patience=epochs,
-        )
-        run_search(space.load(str(path)), opts, command="benchmark", console=Console(quiet=True))
-        stats = next((Path(tmp) / "bench" / "tuner").glob("trial_*/stats.json"))
-        print(json.dumps(json.loads(stats.read_text())["epoch_seconds"]))
+        _, seconds = toolkit_trial(path, Path(tmp) / "logs", epochs, images)
+        print(json.dumps(seconds))
 
 
 def run(env: dict[str, str], images: int, epochs: int) -> list[float]:

@@ -115,10 +115,19 @@ def plain_fit(config: dict, split: data.Split, epochs: int) -> tuple[float, list
     return time.perf_counter() - start, clock.seconds
 
 
-def toolkit_trial(space_path: Path, logs: Path, epochs: int) -> tuple[float, list[float]]:
-    """Seconds of the whole one-trial search, and of each epoch of its trial (stats.json)."""
+def toolkit_trial(
+    space_path: Path, logs: Path, epochs: int, images: int | None = None
+) -> tuple[float, list[float]]:
+    """Seconds of the whole one-trial search, and of each epoch of its trial (stats.json);
+    `images`: training images per epoch (default: the whole training split)."""
     opts = SearchOptions(
-        study="bench", tuner="random", max_trials=1, root=logs, overwrite=True, patience=epochs
+        study="bench",
+        tuner="random",
+        max_trials=1,
+        train_size=images,
+        root=logs,
+        overwrite=True,
+        patience=epochs,
     )
     start = time.perf_counter()
     run_search(space.load(str(space_path)), opts, command="benchmark", console=Console(quiet=True))

@@ -213,8 +213,10 @@ def held_command(machine: str) -> str:
     emulated: `throughput.held_back` names the hold in the machine)."""
     isa = re.search(r"oneDNN held to (\w+)", machine)
     cpus = re.search(r"held to ([\d.]+) CPUs", machine)
-    return (f"ONEDNN_MAX_CPU_ISA={isa[1]} " if isa else "") + (
-        f"bash benchmarks/held.sh {cpus[1]} " if cpus else ""
+    return (
+        ("TF_ENABLE_ONEDNN_OPTS=0 " if "oneDNN off" in machine else "")
+        + (f"ONEDNN_MAX_CPU_ISA={isa[1]} " if isa else "")
+        + (f"bash benchmarks/held.sh {cpus[1]} " if cpus else "")
     )
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from throughput import (
     SPACE,
-    cpu_quota,
     cpuinfo,
     hardware,
     held_back,
+    held_command,
     stale_install,
     toolkit_trial,
     update_benchmarks,
@@ -100,16 +100,16 @@ def main() -> None:
         f"({min(paired[name]):.2f}-{max(paired[name]):.2f}) |"
         for name, r in rates.items()
     ]
-    quota = cpu_quota()
-    held = f"bash benchmarks/held.sh {quota:.1f} " if quota else ""
+    machine, held = hardware(), held_back()
     text = "\n".join(
         [
             "### The same, held below this machine"
-            if held_back()
+            if held
             else "## oneDNN or Eigen: TensorFlow's CPU kernels",
             "",
-            f"`{held}python benchmarks/onednn.py --images {args.images} --epochs {args.epochs} "
-            f"--repeats {args.repeats}` on {hardware()}; {time.strftime('%Y-%m-%d')}; "
+            f"`{held_command(machine)}python benchmarks/onednn.py --images {args.images} "
+            f"--epochs {args.epochs} --repeats {args.repeats}` on {machine}; "
+            f"{time.strftime('%Y-%m-%d')}; "
             f"{(time.perf_counter() - start) / 60:.0f} min. A one-trial search of the quick "
             f"family (no augmentation), {args.images:,} training images per epoch, batch 128, "
             f"{args.epochs} epochs per run in a fresh process, the rows alternating; every "
@@ -124,7 +124,7 @@ def main() -> None:
     )
     print(text)
     # Held below its machine (benchmarks/held.sh), a run emulates another CPU: its own table.
-    update_benchmarks("onednn-held" if held_back() else "onednn", text)
+    update_benchmarks("onednn-held" if held else "onednn", text)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from throughput import hardware, stale_install, update_benchmarks
+from throughput import hardware, held_command, stale_install, update_benchmarks
 
 from search.study import write_atomic
 
@@ -205,18 +204,6 @@ def preset_section(preset: str, results: list[dict]) -> str:
             "",
             f"Mean ensemble test accuracy by setup: {means}.",
         ]
-    )
-
-
-def held_command(machine: str) -> str:
-    """What a row's command needs before it to run as held as its machine was (a slower CPU
-    emulated: `throughput.held_back` names the hold in the machine)."""
-    isa = re.search(r"oneDNN held to (\w+)", machine)
-    cpus = re.search(r"held to ([\d.]+) CPUs", machine)
-    return (
-        ("TF_ENABLE_ONEDNN_OPTS=0 " if "oneDNN off" in machine else "")
-        + (f"ONEDNN_MAX_CPU_ISA={isa[1]} " if isa else "")
-        + (f"bash benchmarks/held.sh {cpus[1]} " if cpus else "")
     )
 
 

@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -309,6 +310,18 @@ def held_back() -> str:
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() in ("0", "false"):
         held.append("oneDNN off (Eigen kernels)")
     return "".join(f", {h}" for h in held)
+
+
+def held_command(machine: str) -> str:
+    """What a command needs before it to run as held as `machine` (a `hardware()` line) was:
+    `held_back`'s words read back, so a table's command reruns an emulated CPU as it ran."""
+    isa = re.search(r"oneDNN held to (\w+)", machine)
+    cpus = re.search(r"held to ([\d.]+) CPUs", machine)
+    return (
+        ("TF_ENABLE_ONEDNN_OPTS=0 " if "oneDNN off" in machine else "")
+        + (f"ONEDNN_MAX_CPU_ISA={isa[1]} " if isa else "")
+        + (f"bash benchmarks/held.sh {cpus[1]} " if cpus else "")
+    )
 
 
 def cpu_quota() -> float | None:

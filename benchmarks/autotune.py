@@ -32,7 +32,7 @@ import tensorflow as tf
 from throughput import SPACE, EpochClock, hardware, stale_install, update_benchmarks
 
 from search import data, space
-from search.hypermodel import compile_model, make_dataset, steps_per_epoch
+from search.hypermodel import compile_model, make_dataset, schedule_callbacks, steps_per_epoch
 from search.model import build_model
 
 SLOW = 0.75  # an epoch below this share of the fastest one measured counts as slow
@@ -55,7 +55,8 @@ def run(way: str, config: dict, x, y, epochs: int) -> list[tuple[float, float]]:
     else:
         ds = make_dataset(x, y, config["batch_size"], config, seed=0)
         fit = {"x": autotuned(ds) if way == "autotuned" else ds, "shuffle": False}
-    model.fit(**fit, epochs=epochs, callbacks=[clock], verbose=0)
+    callbacks = [clock, *schedule_callbacks(config, epochs)]
+    model.fit(**fit, epochs=epochs, callbacks=callbacks, verbose=0)
     epochs_timed = list(zip(clock.seconds, clock.cpu_seconds, strict=True))[1:]
     return [(len(x) / wall, cpu / wall) for wall, cpu in epochs_timed]
 

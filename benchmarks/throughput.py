@@ -44,7 +44,7 @@ import keras
 from rich.console import Console
 
 from search import data, space
-from search.hypermodel import compile_model, make_dataset, steps_per_epoch
+from search.hypermodel import compile_model, make_dataset, schedule_callbacks, steps_per_epoch
 from search.model import build_model
 from search.options import SearchOptions
 from search.study import write_atomic
@@ -110,7 +110,7 @@ def plain_fit(config: dict, split: data.Split, epochs: int) -> tuple[float, list
         batch_size=config["batch_size"],
         epochs=epochs,
         validation_data=(split.x_val, y_val),
-        callbacks=[clock],
+        callbacks=[clock, *schedule_callbacks(config, epochs)],
         verbose=0,
     )
     return time.perf_counter() - start, clock.seconds

@@ -83,9 +83,10 @@ class SearchBudget:
 
 
 BUDGET_FILE = "budget.json"  # a retraining's member sizes and calibration, in retrain/
-# Where nothing can make up for a plan's error, epochs are planned for this share of the
-# time left: until a member has trained (the calibration samples a few seconds, and a real
-# fit adds tracing, checkpoints and logs), and for the last member (the VMs' speed swings).
+# Where no later member can make up for a plan's error, epochs are planned for this share
+# of the time left: until a member has trained (the calibration samples a few seconds, and a
+# real fit adds tracing, checkpoints and logs), and for the last member (the VMs' speed
+# swings; its plan is made again after each epoch, `replan`, but a cosine curve keeps it).
 BUDGET_MARGIN = 0.9
 # Where the time left fits fewer epochs than this per member, fewer members train, each
 # longer: on the quick preset's configurations one member of 8 epochs erred less than two of
@@ -110,6 +111,11 @@ class TimeBudget:
     `retrain/budget.json`, so a resumed run trains on with the schedule it started. Where
     the time left would give each member fewer than `MIN_EPOCHS`, the last ranked are left
     out (recorded with 0 epochs) until the rest get that many.
+
+    The last member's plan stays open: after each of its epochs, `replan` sizes it again to
+    the time left at the speed it really trains, and its schedule follows (`EpochDecay`; a
+    cosine curve is fixed over its steps when training starts, so it keeps its plan). The
+    run then ends near its budget, not a margin and a calibration's error before it.
 
     The configurations of one space mostly train at about one speed, and a calibration of a
     few seconds can be far off (one read 1.5x its configuration's real speed, and as the last
@@ -148,6 +154,8 @@ class TimeBudget:
         }
         # Seconds trained in this process, and what the calibration said they would take.
         self.taken = self.expected = 0.0
+        self.caps = {m.name: m.epochs for m in members}  # the most each may train
+        self.last: str | None = None  # the member planned to train last, once sized
         # Images per second of the members trained in this process, as they really trained.
         self.speeds: list[float] = []
 
@@ -175,9 +183,9 @@ class TimeBudget:
 
     def size(self, member: Any, rest: list[Any], console: Console) -> Any:
         """`member` with the epochs that let it and `rest` (to train after it) fit alike."""
+        rest = [m for m in rest if self.epochs.get(m.name) != 0]
         if member.name not in self.epochs:
             left = self.deadline - time.monotonic()
-            rest = [m for m in rest if self.epochs.get(m.name) != 0]
             left_out: list[str] = []
             while True:
                 per_epoch = self.planned_seconds([member, *rest], last=not rest)
@@ -191,13 +199,7 @@ class TimeBudget:
                 left_out.insert(0, rest.pop().name)
                 self.epochs[left_out[0]] = 0
             self.epochs[member.name] = max(1, min(fits, member.epochs))
-            write_atomic(
-                self.path,
-                json.dumps(
-                    {**self.record, "images_per_s": self.rates, "epochs": self.epochs}, indent=1
-                )
-                + "\n",
-            )
+            self.save()
             share = "" if margin == 1 else f", planned to use {margin:.0%} of it"
             ratio = per_epoch / self.epoch_seconds([member, *rest])
             console.print(
@@ -213,7 +215,30 @@ class TimeBudget:
             )
             if fits < 1:
                 console.print("[yellow]Warning:[/] not even one epoch fits; training one anyway")
+        if not rest:
+            self.last = member.name
         return replace(member, epochs=self.epochs[member.name])
+
+    def save(self) -> None:
+        record = {**self.record, "images_per_s": self.rates, "epochs": self.epochs}
+        write_atomic(self.path, json.dumps(record, indent=1) + "\n")
+
+    def replan(self, member: Any, done: int, epoch_seconds: float) -> int:
+        """`member`'s epochs after `done` of them, each taking `epoch_seconds` here.
+
+        The last member gets as many as the time left fits at that speed (no margin: the
+        plan is made again after every epoch), between `done` (stop now) and its cap; the
+        others keep theirs, which the members after them are sized around.
+        """
+        if member.name != self.last:
+            return self.epochs[member.name]
+        left = self.deadline - time.monotonic()
+        fits = done + int(max(left, 0) / epoch_seconds)
+        epochs = max(done, min(fits, self.caps.get(member.name, member.epochs)))
+        if epochs != self.epochs[member.name]:
+            self.epochs[member.name] = epochs
+            self.save()
+        return epochs
 
     def planned(self, member: Any, guess: int) -> int:
         """`member`'s epochs if sized already, else `guess` (at most its own), for ETAs."""

@@ -3,8 +3,8 @@
 `DigitsHyperModel` is keras-tuner's HyperModel for a `Space`: `build` declares the space's
 hyperparameters and compiles the model, `fit` feeds a `tf.data` pipeline that batches, augments
 (one random affine transform per image, optionally elastic, in a parallel map, off the
-training thread) and prefetches. Retraining uses the same `compile_model` and `make_dataset`,
-so a configuration trains the same way in a search and after it.
+training thread) and prefetches. Retraining uses the same `compile_model`, `schedule_callbacks`
+and `make_dataset`, so a configuration trains the same way in a search and after it.
 """
 
 from __future__ import annotations
@@ -38,17 +38,9 @@ def steps_per_epoch(n_images: int, batch_size: int) -> int:
 
 
 def learning_rate(config: dict[str, Any], steps: int, epochs: int) -> Any:
-    """The schedule of `config`: constant, exponential decay per epoch, or cosine."""
+    """The rate `compile_model` starts with: a constant, the first of an exponential decay
+    (lowered each epoch by `EpochDecay`), or a cosine schedule over `epochs`."""
     lr = config["learning_rate"]
-    if config["schedule"] == "exponential":
-        # As in the original write-up: the rate is multiplied by `decay_rate` after each epoch
-        # of the configuration's `epochs`. Training longer (a retraining given more time)
-        # stretches the same curve over its epochs, so it ends as low: a curve that reached
-        # its floor early would spend the extra epochs at a rate too small to learn.
-        rate = config["decay_rate"] ** (min(config["epochs"] / epochs, 1.0))
-        return keras.optimizers.schedules.ExponentialDecay(
-            lr, decay_steps=steps, decay_rate=rate, staircase=True
-        )
     if config["schedule"] == "cosine":
         warmup = min(config["warmup_epochs"], epochs - 1) * steps
         return keras.optimizers.schedules.CosineDecay(
@@ -58,6 +50,45 @@ def learning_rate(config: dict[str, Any], steps: int, epochs: int) -> Any:
             warmup_steps=warmup,
         )
     return lr
+
+
+class EpochDecay(keras.callbacks.Callback):
+    """The exponential schedule: the rate falls by `decay_rate` each epoch of the
+    configuration's `epochs`, so after `epochs` (the plan; cut short if shorter) it reaches
+    `floor`.
+
+    As in the original write-up, per epoch. Training longer (a retraining given more time)
+    stretches the same curve over its epochs, so it ends as low: a curve that reached its
+    floor early would spend the extra epochs at a rate too small to learn. `epochs` may
+    change while training (a time budget re-planning its last member), so each epoch's rate
+    is one equal geometric step from the last epoch's rate to the floor over the epochs left:
+    on a plan that never changes that is the plain curve, and on one that does, the curve
+    bends without a jump. The last rate is the optimizer's own, which a resumed fit restores.
+    """
+
+    def __init__(self, config: dict[str, Any], epochs: int):
+        super().__init__()
+        self.config, self.epochs = config, epochs
+
+    def floor(self) -> float:
+        c = self.config
+        return c["learning_rate"] * c["decay_rate"] ** min(c["epochs"], self.epochs)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == 0:
+            return  # the optimizer starts at the configuration's rate
+        last = float(self.model.optimizer.learning_rate)
+        steps_left = max(self.epochs - epoch + 1, 1)
+        self.model.optimizer.learning_rate = last * (self.floor() / last) ** (1 / steps_left)
+
+
+# Schedules set per epoch, whose plan may change while training (`EpochDecay`).
+REPLANNABLE = ("constant", "exponential")
+
+
+def schedule_callbacks(config: dict[str, Any], epochs: int) -> list[keras.callbacks.Callback]:
+    """What a fit of `config` planned for `epochs` needs beside `compile_model`'s optimizer."""
+    return [EpochDecay(config, epochs)] if config["schedule"] == "exponential" else []
 
 
 def compile_model(model: keras.Model, config: dict[str, Any], steps: int, epochs: int) -> None:
@@ -341,7 +372,11 @@ class DigitsHyperModel(kt.HyperModel):
         keras.utils.set_random_seed(seed)
         train = make_dataset(x, y, config["batch_size"], config, seed=seed)
         val = make_dataset(*validation_data, EVAL_BATCH)
-        callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
+        callbacks = [
+            *(callbacks or []),
+            *schedule_callbacks(config, self.epochs(config)),
+            keras.callbacks.TerminateOnNaN(),
+        ]
         kwargs.setdefault("verbose", 0)
         history = model.fit(
             train,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,14 @@ from rich.console import Console
 
 from search import data as data_mod
 from search.budget import BUDGET_FILE, TimeBudget, recorded_rates
-from search.hypermodel import compile_model, images_per_second, make_dataset, steps_per_epoch
+from search.hypermodel import (
+    REPLANNABLE,
+    compile_model,
+    images_per_second,
+    make_dataset,
+    schedule_callbacks,
+    steps_per_epoch,
+)
 from search.model import build_model, rebuild
 from search.results import best_first
 from search.space import completed
@@ -150,9 +157,10 @@ def load_study_data(study: Study) -> data_mod.Dataset:
 class EpochProgress(keras.callbacks.Callback):
     """One line per epoch: member, epoch, training metrics, ETA over all members left."""
 
-    def __init__(self, console: Console, label: str, rest: list[int], clock: dict):
+    def __init__(self, console: Console, label: str, epochs: int, rest: list[int], clock: dict):
         super().__init__()
         self.console, self.label, self.clock = console, label, clock
+        self.epochs = epochs  # this member's plan, which a time budget may change (`Replan`)
         self.rest_epochs = sum(rest)  # of the members after this one
         # Said on the line: an ETA for several members read as one member's looks 2-5x slow.
         self.scope = f"this member and {len(rest)} more" if rest else "this member"
@@ -161,14 +169,47 @@ class EpochProgress(keras.callbacks.Callback):
         logs = logs or {}
         self.clock["epochs"] += 1
         # From `epoch`, not a count of calls: a member resumed from its backup starts there.
-        left = self.params["epochs"] - (epoch + 1) + self.rest_epochs
+        left = self.epochs - (epoch + 1) + self.rest_epochs
         elapsed = time.monotonic() - self.clock["start"]
         eta = elapsed / self.clock["epochs"] * left
         self.console.print(
-            f"  {self.label} epoch {epoch + 1}/{self.params['epochs']}: "
+            f"  {self.label} epoch {epoch + 1}/{self.epochs}: "
             f"loss {logs.get('loss', float('nan')):.4f}, accuracy {logs.get('accuracy', 0):.4f}"
             f" · ETA {eta / 60:.1f} min ({self.scope})",
         )
+
+
+class Replan(keras.callbacks.Callback):
+    """After each epoch of the member a time budget trains last, its epochs sized again to
+    the time left at the speed it trains in this process (`TimeBudget.replan`): `followers`
+    (its schedule, its progress lines) take the new plan, and training stops where it ends.
+    """
+
+    def __init__(self, budget: TimeBudget, member: Member, followers: list[Any], console: Console):
+        super().__init__()
+        self.budget, self.member, self.followers = budget, member, followers
+        self.console = console
+        self.first: int | None = None  # the first epoch of this process (a resume's later)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.first = epoch if self.first is None else self.first
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        done = epoch + 1
+        seconds = (time.monotonic() - self.started) / (done - self.first)
+        planned = self.followers[0].epochs
+        epochs = self.budget.replan(self.member, done, seconds)
+        if epochs != planned:
+            self.console.print(
+                f"Time budget: an epoch of {self.member.name} takes {seconds:.0f}s here -> "
+                f"{epochs} epochs instead of {planned}"
+            )
+        for follower in self.followers:
+            follower.epochs = epochs
+        self.model.stop_training = done >= epochs
 
 
 class Stopwatch(keras.callbacks.Callback):
@@ -269,8 +310,8 @@ def retrain(
         rest = [budget.planned(m, member.epochs) if budget else m.epochs for m in todo[i:]]
         rest = [epochs for epochs in rest if epochs]  # not those left out
         before, started = clock["epochs"], time.monotonic()
-        progress = EpochProgress(console, label, rest, clock)
-        train_member(study, member, x, y, progress, stage)
+        progress = EpochProgress(console, label, member.epochs, rest, clock)
+        train_member(study, member, x, y, progress, stage, budget)
         if budget:
             budget.trained(member, clock["epochs"] - before, time.monotonic() - started)
     return [
@@ -296,10 +337,13 @@ def train_member(
     member: Member,
     x: Any,
     y: Any,
-    progress: keras.callbacks.Callback,
+    progress: EpochProgress,
     stage: str = RETRAIN_DIR,
+    budget: TimeBudget | None = None,
 ) -> None:
-    """Train `member` on `x`, `y` (its own share of them, if it subsamples) and save it."""
+    """Train `member` on `x`, `y` (its own share of them, if it subsamples) and save it.
+
+    The member `budget` trains last keeps its plan open (`Replan`) if its schedule allows."""
     folder = member_dir(study, member.name, stage)
     folder.mkdir(parents=True, exist_ok=True)
     size = round(member.subsample * len(y))
@@ -311,18 +355,25 @@ def train_member(
     model = build_model(config, name=member.name, fused=True)
     compile_model(model, config, steps_per_epoch(len(y), config["batch_size"]), member.epochs)
     clock = Stopwatch(folder / CLOCK_FILE)
+    schedule = schedule_callbacks(config, member.epochs)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(folder / "backup")),
+        clock,  # after the backup: the seconds it keeps are those of the epochs kept
+        keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0),
+        *schedule,
+    ]
+    open_plan = budget and budget.last == member.name and config["schedule"] in REPLANNABLE
+    if open_plan:
+        callbacks.append(Replan(budget, member, [progress, *schedule], console=progress.console))
     history = model.fit(
         make_dataset(x, y, config["batch_size"], config, seed=member.seed),
-        epochs=member.epochs,
+        epochs=budget.caps[member.name] if open_plan else member.epochs,
         shuffle=False,  # `make_dataset` shuffles
-        callbacks=[
-            keras.callbacks.BackupAndRestore(str(folder / "backup")),
-            clock,  # after the backup: the seconds it keeps are those of the epochs kept
-            keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0),
-            progress,
-        ],
+        callbacks=[*callbacks, progress],
         verbose=0,
     )
+    if open_plan:
+        member = replace(member, epochs=budget.epochs[member.name])  # as the plan ended
     seconds = clock.seconds
     # Saved with standard layers only, so the file loads without this package.
     with atomic_path(folder / MODEL_FILE) as tmp:

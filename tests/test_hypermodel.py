@@ -10,11 +10,13 @@ from search import space
 from search.data import load, split
 from search.hypermodel import (
     DigitsHyperModel,
+    EpochDecay,
     augment_batch,
     bilinear_sample,
     elastic_field,
     learning_rate,
     make_dataset,
+    schedule_callbacks,
 )
 
 NO_AUGMENT = {"rotation": 0.0, "zoom": 0.0, "translate": 0.0, "shear": 0.0}
@@ -100,19 +102,56 @@ def test_datasets_run_without_tf_data_autotuning():
         assert ds.options().autotune.enabled is False
 
 
-def test_exponential_schedule_decays_once_per_epoch():
+class Rates(keras.callbacks.Callback):
+    """Records the rate each epoch trains at; `replan` maps an epoch to a new plan."""
+
+    def __init__(self, decay: EpochDecay, replan: dict[int, int] | None = None):
+        super().__init__()
+        self.decay, self.replan, self.seen = decay, replan or {}, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(float(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.decay.epochs = self.replan.get(epoch, self.decay.epochs)
+        self.model.stop_training = epoch + 1 >= self.decay.epochs
+
+
+def rates(epochs: int, fit_epochs: int, replan: dict[int, int] | None = None) -> list[float]:
+    """The rate of each epoch of a tiny model trained with the schedule planned for `epochs`."""
     config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5, "epochs": 5}
-    lr = learning_rate(config, steps=10, epochs=5)
-    assert float(lr(9)) == pytest.approx(0.01) and float(lr(20)) == pytest.approx(0.0025)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(learning_rate(config, steps=1, epochs=epochs)), "mse")
+    (decay,) = schedule_callbacks(config, epochs)
+    recorder = Rates(decay, replan)
+    x, y = np.zeros((4, 2)), np.zeros(4)
+    model.fit(x, y, epochs=fit_epochs, callbacks=[decay, recorder], verbose=0)
+    return recorder.seen
+
+
+def test_exponential_schedule_decays_once_per_epoch():
+    assert rates(5, 5) == pytest.approx([0.01 * 0.5**e for e in range(5)], rel=1e-5)
     # A trial that runs fewer epochs follows the same curve: its first epochs.
-    assert float(learning_rate(config, steps=10, epochs=2)(10)) == pytest.approx(0.005)
+    assert rates(2, 2) == pytest.approx([0.01, 0.005], rel=1e-5)
 
 
 def test_longer_training_stretches_the_exponential_curve_to_end_as_low():
-    config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5, "epochs": 5}
-    lr = learning_rate(config, steps=10, epochs=10)  # twice the configured epochs
-    assert float(lr(20)) == pytest.approx(0.005)  # after 2 of 10 epochs: 1 of 5
-    assert float(lr(99)) == pytest.approx(0.01 * 0.5 ** (9 / 2))  # the last epoch, as 4.5 of 5
+    seen = rates(10, 10)  # twice the configured epochs
+    assert seen[2] == pytest.approx(0.005, rel=1e-5)  # after 2 of 10 epochs: 1 of 5
+    assert seen[9] == pytest.approx(0.01 * 0.5 ** (9 / 2), rel=1e-5)  # the last, as 4.5 of 5
+
+
+def test_a_plan_changed_while_training_bends_the_curve_to_its_new_end():
+    longer = rates(10, 20, replan={3: 14})  # after 4 of 10 epochs: 14 in all
+    assert len(longer) == 14 and longer[:4] == pytest.approx(rates(10, 10)[:4], rel=1e-5)
+    steps = np.array(longer[1:]) / np.array(longer[:-1])
+    assert np.all(steps < 1)  # still falling every epoch: no jump up where it bent
+    # Equal steps from the fourth epoch's rate to the floor (0.01 * 0.5**5, one past the end).
+    assert steps[3:] == pytest.approx((0.01 * 0.5**5 / longer[3]) ** (1 / 11), rel=1e-4)
+    shorter = rates(10, 20, replan={3: 6})
+    assert len(shorter) == 6 and shorter[5] * (shorter[5] / shorter[4]) == pytest.approx(
+        0.01 * 0.5**5, rel=1e-4
+    )
 
 
 class PoisonWeights(keras.callbacks.Callback):

@@ -195,6 +195,38 @@ def test_a_budget_plans_past_an_outlying_calibration_and_keeps_a_margin_at_the_e
     assert "planned to use 90% of it" in out.getvalue().splitlines()[-1]
 
 
+def test_the_last_member_is_planned_again_after_each_epoch(tmp_path):
+    d = data.load()
+    x, y = d.x_train[:512], d.y_train[:512]
+    study, out = Study("s", tmp_path), io.StringIO()
+    console = Console(file=out, width=200)
+    first, last = smoke_member("a"), smoke_member("b")  # 3 epochs at most each
+    budget = budget_for(study, [first, last], x, y, 3600)
+    assert budget.size(first, [last], console).epochs == 3
+    budget.deadline = time.monotonic()
+    assert budget.replan(first, 1, 0.01) == 3  # not the last: the rest are sized around it
+    # A calibration 1000x too slow plans the last member one epoch.
+    budget.rates = {k: v / 1000 for k, v in budget.rates.items()}
+    budget.deadline = time.monotonic() + 1.5 / 0.9 * budget.epoch_seconds([last])
+    planned = budget.size(last, [], console)
+    budget.deadline = time.monotonic() + 3600
+    assert planned.epochs == 1
+    progress = EpochProgress(console, "[2/2] b", planned.epochs, [], {"start": 0, "epochs": 0})
+    train_member(study, planned, x, y, progress, budget=budget)
+    # Trained at its real speed: the time left fits its 3 epochs, and the schedule followed.
+    assert "b takes" in out.getvalue() and "-> 3 epochs instead of 1" in out.getvalue()
+    manifest = json.loads((member_dir(study, "b") / MANIFEST).read_text())
+    recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
+    assert manifest["epochs"] == recorded["epochs"]["b"] == progress.epochs == 3
+    # With the time gone after its first epoch, it stops there.
+    late = budget_for(Study("t", tmp_path), [last], x, y, 3600)
+    assert late.size(last, [], console).epochs == 3
+    late.deadline = time.monotonic()
+    progress = EpochProgress(console, "[1/1] b", 3, [], {"start": 0, "epochs": 0})
+    train_member(Study("t", tmp_path), last, x, y, progress, budget=late)
+    assert json.loads((member_dir(Study("t", tmp_path), "b") / MANIFEST).read_text())["epochs"] == 1
+
+
 def test_a_budget_too_short_for_every_member_leaves_the_last_ranked_out(tmp_path):
     d = data.load()
     x, y = d.x_train[:512], d.y_train[:512]
@@ -237,8 +269,7 @@ def test_the_epoch_line_says_which_members_its_eta_covers():
     clock = {"start": 0.0, "epochs": 0}
     lines = []
     for rest in ([3, 3], []):
-        progress = EpochProgress(Console(file=out, width=200), "[1/3] a", rest, clock)
-        progress.set_params({"epochs": 3})
+        progress = EpochProgress(Console(file=out, width=200), "[1/3] a", 3, rest, clock)
         progress.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.9})
         lines.append(out.getvalue().splitlines()[-1])
     assert lines[0].endswith("(this member and 2 more)") and "epoch 1/3" in lines[0]
@@ -249,8 +280,7 @@ def test_the_eta_of_a_resumed_member_counts_only_the_epochs_it_has_left():
     out = io.StringIO()
     # One epoch in this process took a minute; the backup had the first 24 of 40.
     clock = {"start": time.monotonic() - 60, "epochs": 0}
-    progress = EpochProgress(Console(file=out, width=200), "[1/1] a", [], clock)
-    progress.set_params({"epochs": 40})
+    progress = EpochProgress(Console(file=out, width=200), "[1/1] a", 40, [], clock)
     progress.on_epoch_end(24, {"loss": 0.5, "accuracy": 0.9})
     assert "epoch 25/40" in out.getvalue() and "ETA 15.0 min" in out.getvalue()
 

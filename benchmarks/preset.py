@@ -122,6 +122,8 @@ def setup_of(result: dict) -> str:
         each = " per member" if isinstance(budget["epochs"], dict) else ""
         # Where recorded: the fewest epochs a member may get before fewer members train.
         floor = f", {budget['min_epochs']} or more each" if "min_epochs" in budget else ""
+        # Where recorded: the last member's plan was made again after each of its epochs.
+        floor += ", the last re-planned each epoch" if "last_plans" in budget else ""
         epochs = f"up to {budget['at_most']} (fit to time{each}{floor})"
         if each and 0 in budget["epochs"].values():  # members left out (budget.MIN_EPOCHS)
             size = f"{size} of {len(budget['epochs'])}"

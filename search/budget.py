@@ -156,6 +156,7 @@ class TimeBudget:
         self.taken = self.expected = 0.0
         self.caps = {m.name: m.epochs for m in members}  # the most each may train
         self.last: str | None = None  # the member planned to train last, once sized
+        self.last_plans: list[int] = recorded.get("last_plans", [])  # its epochs, each plan
         # Images per second of the members trained in this process, as they really trained.
         self.speeds: list[float] = []
 
@@ -199,6 +200,8 @@ class TimeBudget:
                 left_out.insert(0, rest.pop().name)
                 self.epochs[left_out[0]] = 0
             self.epochs[member.name] = max(1, min(fits, member.epochs))
+            if not rest:
+                self.last_plans = [self.epochs[member.name]]
             self.save()
             share = "" if margin == 1 else f", planned to use {margin:.0%} of it"
             ratio = per_epoch / self.epoch_seconds([member, *rest])
@@ -221,6 +224,8 @@ class TimeBudget:
 
     def save(self) -> None:
         record = {**self.record, "images_per_s": self.rates, "epochs": self.epochs}
+        if self.last_plans:
+            record["last_plans"] = self.last_plans
         write_atomic(self.path, json.dumps(record, indent=1) + "\n")
 
     def replan(self, member: Any, done: int, epoch_seconds: float) -> int:
@@ -237,6 +242,7 @@ class TimeBudget:
         epochs = max(done, min(fits, self.caps.get(member.name, member.epochs)))
         if epochs != self.epochs[member.name]:
             self.epochs[member.name] = epochs
+            self.last_plans.append(epochs)
             self.save()
         return epochs
 

@@ -218,6 +218,7 @@ def test_the_last_member_is_planned_again_after_each_epoch(tmp_path):
     manifest = json.loads((member_dir(study, "b") / MANIFEST).read_text())
     recorded = json.loads((study.dir / "retrain" / BUDGET_FILE).read_text())
     assert manifest["epochs"] == recorded["epochs"]["b"] == progress.epochs == 3
+    assert recorded["last_plans"] == [1, 3]
     # With the time gone after its first epoch, it stops there.
     late = budget_for(Study("t", tmp_path), [last], x, y, 3600)
     assert late.size(last, [], console).epochs == 3

@@ -362,7 +362,8 @@ def train_member(
         keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0),
         *schedule,
     ]
-    open_plan = budget and budget.last == member.name and config["schedule"] in REPLANNABLE
+    open_plan = budget is not None and budget.last == member.name
+    open_plan = open_plan and config["schedule"] in REPLANNABLE
     if open_plan:
         callbacks.append(Replan(budget, member, [progress, *schedule], console=progress.console))
     history = model.fit(

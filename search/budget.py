@@ -239,7 +239,7 @@ class TimeBudget:
             return self.epochs[member.name]
         left = self.deadline - time.monotonic()
         fits = done + int(max(left, 0) / epoch_seconds)
-        epochs = max(done, min(fits, self.caps.get(member.name, member.epochs)))
+        epochs = max(done, min(fits, self.caps[member.name]))
         if epochs != self.epochs[member.name]:
             self.epochs[member.name] = epochs
             self.last_plans.append(epochs)

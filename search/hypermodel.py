@@ -54,8 +54,8 @@ def learning_rate(config: dict[str, Any], steps: int, epochs: int) -> Any:
 
 class EpochDecay(keras.callbacks.Callback):
     """The exponential schedule: the rate falls by `decay_rate` each epoch of the
-    configuration's `epochs`, so after `epochs` (the plan; cut short if shorter) it reaches
-    `floor`.
+    configuration's `epochs`, over a plan of `epochs` (a longer plan stretches the curve, a
+    shorter one runs its first epochs), towards `floor`, the rate one epoch past the plan.
 
     As in the original write-up, per epoch. Training longer (a retraining given more time)
     stretches the same curve over its epochs, so it ends as low: a curve that reached its

@@ -36,7 +36,11 @@ class Recorder(keras.callbacks.Callback):
     def __init__(self, stop_after: int | None = None):
         super().__init__()
         self.seen: list[int] = []
+        self.rates: list[float] = []  # the learning rate each epoch trained at
         self.stop_after = stop_after
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         self.seen.append(epoch)
@@ -125,6 +129,10 @@ def test_interrupted_member_resumes_from_its_last_epoch(tmp_path):
     train_member(study, member, x, y, again)
     resumed = time.monotonic() - started
     assert again.seen == [2]  # epochs 0 and 1 were kept; only the last one ran
+    # The schedule goes on where it was: the third epoch's rate, as in a fit never stopped.
+    c = member.config
+    third = c["learning_rate"] * c["decay_rate"] ** (min(c["epochs"], 3) * 2 / 3)
+    assert again.rates == pytest.approx([third], rel=1e-5)
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["epochs"] == 3 and manifest["name"] == "t0_s0"
     assert 600 < manifest["seconds"] <= 600 + resumed + 0.1  # every epoch's time, not the last's

@@ -77,7 +77,8 @@ class EpochDecay(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch == 0:
             return  # the optimizer starts at the configuration's rate
-        last = float(self.model.optimizer.learning_rate)
+        # Read as Keras' own LearningRateScheduler does: a tf.distribute strategy mirrors it.
+        last = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         steps_left = max(self.epochs - epoch + 1, 1)
         self.model.optimizer.learning_rate = last * (self.floor() / last) ** (1 / steps_left)
 

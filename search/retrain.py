@@ -200,7 +200,7 @@ class Replan(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
         seconds = (time.monotonic() - self.started) / (done - self.first)
-        planned = self.followers[0].epochs
+        planned = self.budget.epochs[self.member.name]  # before this epoch's plan
         epochs = self.budget.replan(self.member, done, seconds)
         if epochs != planned:
             self.console.print(

@@ -172,8 +172,9 @@ def fidelity(
 
 def compare(studies: Sequence[Study | str], *, root: str | Path = DEFAULT_ROOT) -> dict[str, Any]:
     """The held-out members of `studies` on their shared validation split: each
-    configuration's errors by seed, each study's ensemble, all pooled, a forward selection
-    (what `digits compare` prints). Reads no test image, writes nothing."""
+    configuration's errors by seed, each study's top k trials averaged (one seed each, by
+    epochs), each study's ensemble, all pooled, a forward selection (what `digits compare`
+    prints). Reads no test image, writes nothing."""
     chosen = [_study(s, root) for s in dict.fromkeys(studies)]  # each study once
     for study in chosen:
         study.read()

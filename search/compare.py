@@ -10,12 +10,17 @@ selection that adds, one at a time, the member that lowers the ensemble's errors
 flatters it; each study's ensemble and the pooled one choose nothing. Against each study's own
 ensemble the pooled one is counted image by image: how many it fixes, how many it breaks.
 
+It also averages what `digits retrain --top k` would: each study's k best trials in its search,
+one seed of each, at each epoch count its members were trained for, over every combination of
+their seeds. Rows of about equal minutes weigh more members against longer ones.
+
 The studies must hold out the same split (same data, size and seed). Nothing is written and
 the test set is not read: this is where an ensemble's make-up is chosen.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +28,19 @@ import numpy as np
 
 from search.ensemble import accuracy, load_member, predict
 from search.fidelity import STAGE as FIDELITY_STAGE
-from search.retrain import RETRAIN_DIR, load_study_data, member_files, validation_split
+from search.retrain import (
+    RETRAIN_DIR,
+    best_trials,
+    load_study_data,
+    member_files,
+    validation_split,
+)
 from search.study import Study, StudyError
 
 STAGES = (RETRAIN_DIR, FIDELITY_STAGE)  # the folders a study's members can live in
+# Seed combinations averaged for one top-k row: enough for a mean; all of them can run to
+# millions (seeds ** k).
+MAX_COMBINATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,44 @@ def by_configuration(members: list[Scored]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["mean"])
 
 
+def top_ensembles(
+    members: list[Scored], ranks: dict[str, list[str]], labels: np.ndarray
+) -> list[dict[str, Any]]:
+    """For each study and epoch count, the ensembles of its `k` best trials (`ranks`: each
+    study's trial ids, best first), one seed each, for every `k` its members cover from the
+    top: errors over the seed combinations (up to `MAX_COMBINATIONS`), and the minutes
+    they cost (each trial's mean member)."""
+    groups: dict[tuple[str, int], dict[str, list[Scored]]] = {}
+    for m in members:
+        groups.setdefault((m.study, m.epochs), {}).setdefault(m.trial_id, []).append(m)
+    rows = []
+    for (study, epochs), seeds in sorted(groups.items()):
+        top = list(itertools.takewhile(seeds.__contains__, ranks[study]))
+        for k in range(1, len(top) + 1):
+            combinations = itertools.product(*(seeds[t] for t in top[:k]))
+            errors = [
+                accuracy(np.mean([m.probs for m in group], axis=0), labels)[1]
+                for group in itertools.islice(combinations, MAX_COMBINATIONS)
+            ]
+            rows.append(
+                {
+                    "study": study,
+                    "epochs": epochs,
+                    "top": k,
+                    "trials": top[:k],
+                    "ensembles": len(errors),
+                    "val_errors": errors,
+                    "mean": float(np.mean(errors)),
+                    "sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
+                    "minutes": round(
+                        float(sum(np.mean([m.seconds for m in seeds[t]]) for t in top[:k])) / 60,
+                        1,
+                    ),
+                }
+            )
+    return rows
+
+
 def compare(studies: list[Study]) -> dict[str, Any]:
     """Every held-out member of `studies` on their shared validation split, and ensembles of
     them (see the module's docstring). Reads the validation split only."""
@@ -162,6 +214,7 @@ def compare(studies: list[Study]) -> dict[str, Any]:
         probs = np.mean([m.probs for m in group], axis=0)
         return _ensemble(group, y, probs), np.flatnonzero(probs.argmax(axis=1) != y)
 
+    ranks = {s.name: [str(t["trial_id"]) for t in best_trials(s)] for s in studies}
     pooled, pooled_wrong = averaged(members)
     own = {}
     for study in studies:
@@ -177,4 +230,5 @@ def compare(studies: list[Study]) -> dict[str, Any]:
         "studies": own,
         "pooled": pooled,
         "selection": forward_selection(members, y),
+        "top": top_ensembles(members, ranks, y),
     }

@@ -201,7 +201,8 @@ def print_fidelity(console: Console, result: dict[str, Any], saved: Path) -> Non
 
 
 def print_compare(console: Console, result: dict[str, Any]) -> None:
-    """`digits compare`: each configuration's seeds, the studies' ensembles, the selection."""
+    """`digits compare`: each configuration's seeds, the top k averaged, the studies'
+    ensembles, the selection."""
     images = f"{result['val_images']:,} validation images"
     console.print(
         table(
@@ -221,6 +222,7 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
             left=3,
         )
     )
+    _print_top(console, result["top"])
     if len(result["studies"]) > 1:
         _print_pooled(console, result)
     steps = result["selection"]
@@ -242,6 +244,28 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
         "selection is chosen on the split it is scored on, so its figures flatter it; the "
         "studies' and the pooled ensembles choose nothing. Minutes as each member trained, "
         "other work beside it included."
+    )
+
+
+def _print_top(console: Console, rows: list[dict[str, Any]]) -> None:
+    """What `digits retrain --top k` averages, by epochs: more members against longer ones."""
+    console.print(
+        table(
+            "The search's top k trials, one seed each, averaged (every seed combination)",
+            ["study", "epochs", "top k", "ensembles", "errors mean ± sd", "minutes"],
+            [
+                [
+                    r["study"],
+                    str(r["epochs"]),
+                    str(r["top"]),
+                    str(r["ensembles"]),
+                    f"{r['mean']:.1f}" + (f" ± {r['sd']:.1f}" if r["sd"] is not None else ""),
+                    f"{r['minutes']:.1f}",
+                ]
+                for r in rows
+            ],
+            left=1,
+        )
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import copy_of, random_smoke
 
 from search import api, data
-from search.compare import Scored, by_configuration, forward_selection
+from search.compare import Scored, by_configuration, forward_selection, top_ensembles
 from search.ensemble import accuracy
 
 LABELS = np.array([0, 1, 2, 3])
@@ -48,6 +48,23 @@ def test_seeds_of_one_configuration_are_grouped_with_their_spread():
     )
     assert [(r["trial"], r["val_errors"]) for r in rows] == [("3", [1]), ("7", [3, 0])]
     assert rows[0]["sd"] is None and rows[1]["sd"] == pytest.approx(np.std([3, 0], ddof=1))
+
+
+def test_top_k_averages_one_seed_of_each_best_trial_over_every_seed_combination():
+    a0, a1 = member("a0", [True, True, True, False], "4"), member("a1", [True] * 4, "4")
+    b0 = member("b0", [False, True, True, True], "2")
+    c0 = member("c0", [False, False, True, True], "9")  # ranked after a trial with no member
+    longer = member("l0", [True] * 4, "4")
+    longer = Scored("l0", "s", "4", 20, 120.0, longer.probs, 0)
+    rows = top_ensembles([a0, b0, a1, c0, longer], {"s": ["4", "2", "7", "9"]}, LABELS)
+    by_k = {(r["epochs"], r["top"]): r for r in rows}
+    # Trial 9 ranks below trial 7, which has no member: no top-3 row.
+    assert sorted(by_k) == [(10, 1), (10, 2), (20, 1)]
+    assert by_k[10, 1]["val_errors"] == [1, 0] and by_k[10, 1]["minutes"] == 1.0
+    pairs = [accuracy((x.probs + b0.probs) / 2, LABELS)[1] for x in (a0, a1)]
+    assert by_k[10, 2]["val_errors"] == pairs == [0, 0] and by_k[10, 2]["trials"] == ["4", "2"]
+    assert by_k[10, 2]["ensembles"] == 2 and by_k[10, 2]["minutes"] == 2.0
+    assert by_k[20, 1]["mean"] == 0 and by_k[20, 1]["sd"] is None
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +107,7 @@ def test_compare_pools_the_held_out_members_of_two_studies(studies, mnist_subset
     assert [len(c["val_errors"]) for c in result["configurations"]].count(2) == 3
     code, out, _ = run_cli("compare", "--study", "a", "--study", "b", "--logs", studies)
     assert code == 0 and "All members against a's alone" in out and "Forward selection" in out
+    assert "top k trials" in out and {r["study"] for r in result["top"]} == {"a", "b"}
     assert api.compare(["a", "b"], root=studies) == result
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from throughput import hardware, held_command, stale_install, update_benchmarks
@@ -95,8 +96,10 @@ def run(preset: str, seed: int, workdir: Path | None, resume: bool = False) -> d
 
 
 def space_hash(text: str) -> str:
-    """Short hash of the space file a run searched: runs of one setup share it."""
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """Short hash of the space a run searched, of its values (not its comments or layout):
+    runs of one setup share it."""
+    values = json.dumps(tomllib.loads(text), sort_keys=True)
+    return hashlib.sha256(values.encode()).hexdigest()[:12]
 
 
 # Published points of reference on the same test set. They chose models, epochs or
@@ -235,8 +238,8 @@ def summary_section() -> str:
             "",
             "Every row from `digits run --preset NAME` run from an empty folder; accuracy on "
             "the 10,000 MNIST test images, read once per run; wall time of the whole command. "
-            "`space` is the start of the sha256 of the space file the run searched: runs of "
-            "one setup share it; `seeds shared`: the run's members shared random seeds "
+            "`space` is the start of a sha256 of the space the run searched: runs of one "
+            "setup share it; `seeds shared`: the run's members shared random seeds "
             "(initial weights, batch order, augmentation draws), as the earliest runs' did. "
             "One row per machine: the time budgets size epochs to the CPU. "
             "Anchors are published numbers, not measured here, and chose on the test set.",

@@ -139,6 +139,15 @@ def _ensemble(group: list[Scored], labels: np.ndarray, probs: np.ndarray) -> dic
     }
 
 
+def _spread(errors: list[int]) -> dict[str, Any]:
+    """Error counts, their mean, and their standard deviation where there are two or more."""
+    return {
+        "val_errors": errors,
+        "mean": float(np.mean(errors)),
+        "sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
+    }
+
+
 def by_configuration(members: list[Scored]) -> list[dict[str, Any]]:
     """Seeds of one configuration (study and trial) together: errors, mean, spread."""
     groups: dict[tuple[str, str], list[Scored]] = {}
@@ -152,9 +161,7 @@ def by_configuration(members: list[Scored]) -> list[dict[str, Any]]:
                 "study": study,
                 "trial": trial,
                 "epochs": sorted({m.epochs for m in group}),
-                "val_errors": errors,
-                "mean": float(np.mean(errors)),
-                "sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
+                **_spread(errors),
                 "minutes_each": round(float(np.mean([m.seconds for m in group])) / 60, 1),
             }
         )
@@ -187,9 +194,7 @@ def top_ensembles(
                     "top": k,
                     "trials": top[:k],
                     "ensembles": len(errors),
-                    "val_errors": errors,
-                    "mean": float(np.mean(errors)),
-                    "sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
+                    **_spread(errors),
                     "minutes": round(
                         float(sum(np.mean([m.seconds for m in seeds[t]]) for t in top[:k])) / 60,
                         1,

@@ -214,7 +214,7 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
                     c["trial"],
                     "/".join(map(str, c["epochs"])),
                     ", ".join(map(str, c["val_errors"])),
-                    f"{c['mean']:.1f}" + (f" ± {c['sd']:.1f}" if c["sd"] is not None else ""),
+                    _mean_sd(c),
                     f"{c['minutes_each']:.1f}",
                 ]
                 for c in result["configurations"]
@@ -247,6 +247,11 @@ def print_compare(console: Console, result: dict[str, Any]) -> None:
     )
 
 
+def _mean_sd(row: dict[str, Any]) -> str:
+    """`compare`'s errors of seeds or ensembles: mean, and spread where there is one."""
+    return f"{row['mean']:.1f}" + (f" ± {row['sd']:.1f}" if row["sd"] is not None else "")
+
+
 def _print_top(console: Console, rows: list[dict[str, Any]]) -> None:
     """What `digits retrain --top k` averages, by epochs: more members against longer ones."""
     console.print(
@@ -259,7 +264,7 @@ def _print_top(console: Console, rows: list[dict[str, Any]]) -> None:
                     str(r["epochs"]),
                     str(r["top"]),
                     str(r["ensembles"]),
-                    f"{r['mean']:.1f}" + (f" ± {r['sd']:.1f}" if r["sd"] is not None else ""),
+                    _mean_sd(r),
                     f"{r['minutes']:.1f}",
                 ]
                 for r in rows

@@ -217,7 +217,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def fidelity_args(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
     add("--epochs", type=at_least(1), help="full fidelity (default: each trial's own epochs)")
-    add("--sample", type=at_least(1), default=8, help="configurations spread over the ranking")
+    # A rank correlation needs two configurations at least.
+    add("--sample", type=at_least(2), default=8, help="configurations spread over the ranking")
     add("--seeds", type=at_least(2), default=2, help="seeds per configuration")
 
 

@@ -56,7 +56,12 @@ def sample_ranks(trials: int, sample: int) -> list[int]:
 
     The pick is always in: its regret is one of the two figures. The worst is in too, so the
     sample spans the whole range of search scores the correlation is computed over.
+
+    Raises:
+        ValueError: a sample of fewer than 2, which no correlation can be computed over.
     """
+    if sample < 2:
+        raise ValueError(f"sample: a rank correlation needs 2 configurations or more, got {sample}")
     if trials <= sample:
         return list(range(trials))
     return sorted({round(i * (trials - 1) / (sample - 1)) for i in range(sample)})

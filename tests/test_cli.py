@@ -58,6 +58,14 @@ def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, c
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_fidelity_sample_of_one_is_refused_before_any_work(tmp_path, run_cli, capfd):
+    with pytest.raises(SystemExit) as stopped:
+        run_cli("fidelity", "--study", "s", "--logs", tmp_path, "--sample", "1")
+    assert stopped.value.code == 2
+    assert "--sample: must be at least 2, got 1" in capfd.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_answers_without_tensorflow_and_names_every_command(tmp_path):
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "search", "--help"],

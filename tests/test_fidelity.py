@@ -73,6 +73,8 @@ def test_configurations_that_differ_by_no_more_than_seed_noise_are_called_so():
 
 def test_the_sample_spans_the_ranking_and_keeps_the_pick():
     assert sample_ranks(5, 8) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="needs 2 configurations or more, got 1"):
+        sample_ranks(5, 1)
     ranks = sample_ranks(20, 8)
     assert len(ranks) == 8 and ranks[0] == 0 and ranks[-1] == 19
 

@@ -50,19 +50,20 @@ def test_board_without_studies_says_so(tmp_path, run_cli):
     assert code == 2 and "run `digits search` first" in err
 
 
-def test_a_subsample_outside_0_1_is_refused_before_any_work(tmp_path, run_cli, capfd):
+@pytest.mark.parametrize(
+    ("command", "option", "value", "message"),
+    [
+        ("retrain", "--subsample", "1.5", "must be a share in (0, 1], got 1.5"),
+        ("fidelity", "--sample", "1", "must be at least 2, got 1"),  # no correlation of one
+    ],
+)
+def test_an_option_out_of_range_is_refused_before_any_work(
+    tmp_path, run_cli, capfd, command, option, value, message
+):
     with pytest.raises(SystemExit) as stopped:
-        run_cli("retrain", "--study", "s", "--logs", tmp_path, "--subsample", "1.5")
+        run_cli(command, "--study", "s", "--logs", tmp_path, option, value)
     assert stopped.value.code == 2
-    assert "--subsample: must be a share in (0, 1], got 1.5" in capfd.readouterr().err
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_fidelity_sample_of_one_is_refused_before_any_work(tmp_path, run_cli, capfd):
-    with pytest.raises(SystemExit) as stopped:
-        run_cli("fidelity", "--study", "s", "--logs", tmp_path, "--sample", "1")
-    assert stopped.value.code == 2
-    assert "--sample: must be at least 2, got 1" in capfd.readouterr().err
+    assert f"{option}: {message}" in capfd.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -5,7 +5,8 @@
 Renders the first `--images` MNIST test digits (which no model here trained on) as image files
 under several conditions, then classifies each file the way `digits predict` does (read,
 convert to a 28x28 MNIST digit, the exported model) and reports the accuracy per condition
-beside the same digits clean (light on black, as MNIST has them, enlarged):
+beside the same digits clean (light on black, as MNIST has them, enlarged), and how often
+`digits predict` would warn that a file holds several digits side by side (each holds one):
 
 - scan: dark ink on light grey paper with grain, the digit at a random place and size on the
   page, strokes thinner or thicker; grey PNG;
@@ -34,7 +35,7 @@ from scipy import ndimage
 from throughput import hardware, update_benchmarks
 
 from search import data
-from search.predict import read_image, to_mnist
+from search.predict import convert, read_image
 
 PAGE = 160  # pixels a side of a rendered page
 
@@ -187,9 +188,11 @@ def main() -> None:
         for name, render in CONDITIONS.items():
             rng = np.random.default_rng(args.seed)
             files = [render(x[i], rng, Path(tmp) / f"{i}") for i in range(len(y))]
-            digits = np.stack([to_mnist(read_image(f), str(f)) for f in files])
+            converted = [convert(read_image(f), str(f)) for f in files]
+            digits = np.stack([image for image, _ in converted])
             right = (model.predict(digits, verbose=0).argmax(axis=1) == y).mean()
-            rows.append((name, right))
+            several = np.mean([count > 1 for _, count in converted])
+            rows.append((name, right, several))
     base = rows[0][1]
     text = "\n".join(
         [
@@ -197,9 +200,12 @@ def main() -> None:
             f"{hardware()}, {time.strftime('%Y-%m-%d')}: the first {args.images} MNIST test "
             f"digits rendered as files. {made_by(file)}",
             "",
-            "| condition | accuracy | against clean |",
-            "|---|---|---|",
-            *(f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points |" for name, acc in rows),
+            "| condition | accuracy | against clean | warned of digits side by side |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points | {several:.1%} |"
+                for name, acc, several in rows
+            ),
         ]
     )
     print(text)

@@ -280,6 +280,9 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
         for p in predictions:
             console.print(f"{p.file}: {p.digit} ({p.probability:.1%})")
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    for p in predictions:
+        if p.warning and not args.json:  # JSON carries it in the prediction
+            stderr.print(f"[yellow]warning:[/] {escape(p.file)}: {p.warning}")
     for e in errors:
         stderr.print(f"[red]error:[/] {escape(e['file'])}: {escape(e['error'])}")
     return 2 if errors else 0

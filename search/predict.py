@@ -34,6 +34,9 @@ EDGE = 0.4  # a sheet's edge: its grey clears the table's by this share of their
 # half the thinnest are widened to the median; wider ones are left as drawn (a crop widened
 # by a ruled line's remnants reads thinner than its strokes are).
 THIN, STROKE = 0.05, 0.14
+# Digits written side by side stand apart by more than this share of their height; strokes
+# closer than that are taken for one digit's (a 4 whose bar stops short of its stem).
+GAP, BRIDGE = 0.1, 0.04
 
 
 class ImageError(Exception):
@@ -47,14 +50,27 @@ class Prediction:
     probability: float
     top3: list[tuple[int, float]]
     image: np.ndarray  # the 28x28 digit the model saw
+    side_by_side: int = 1  # digits the file seemed to hold in a row, all read as one
+
+    @property
+    def warning(self) -> str | None:
+        """What a reader of the prediction should know, or None."""
+        if self.side_by_side < 2:
+            return None
+        return (
+            f"the image seems to hold {self.side_by_side} digits side by side, read here as "
+            "one: give each digit its own image"
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        """The prediction as `digits predict --json` prints it."""
+        """The prediction as `digits predict --json` prints it (`warning` where there is one)."""
+        warning = {"warning": self.warning} if self.warning else {}
         return {
             "file": self.file,
             "digit": self.digit,
             "probability": round(self.probability, 6),
             "top3": [{"digit": d, "probability": round(q, 6)} for d, q in self.top3],
+            **warning,
         }
 
 
@@ -125,12 +141,19 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     the MNIST steps: fitted into 20x20 keeping its aspect ratio, centred by centre of mass in
     28x28.
     """
+    return convert(gray, name)[0]
+
+
+def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
+    """`to_mnist`'s digit, and how many digits the strokes stand for side by side
+    (`side_by_side`): more than one, and the 28x28 image squeezes them all into one box."""
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
     gray = on_the_sheet(_at_most(gray, WORK_SIZE))
-    digit = strokes(ink(gray))
-    if digit is None:
+    found = strokes(ink(gray))
+    if found is None:
         raise ImageError(f"{name}: empty image (no digit found)")
+    digit, count = found
     digit = thicken(digit)
     h, w = digit.shape
     scale = BOX / max(h, w)
@@ -148,7 +171,7 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     dy = round((IMAGE_SHAPE[0] - 1) / 2 - (ys * frame).sum() / mass)
     dx = round((IMAGE_SHAPE[1] - 1) / 2 - (xs * frame).sum() / mass)
     frame = _shift(frame, dy, dx)
-    return np.clip(frame, 0, 255).astype(np.uint8)
+    return np.clip(frame, 0, 255).astype(np.uint8), count
 
 
 def on_the_sheet(gray: np.ndarray) -> np.ndarray:
@@ -247,8 +270,9 @@ def ink(gray: np.ndarray) -> np.ndarray:
     return np.clip(difference / top, 0, 1) if top > 0 else difference
 
 
-def strokes(amount: np.ndarray) -> np.ndarray | None:
-    """The digit's strokes cropped out of an ink map, or None where there is no digit.
+def strokes(amount: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The digit's strokes cropped out of an ink map and how many digits they stand for side
+    by side (`side_by_side`), or None where there is no digit.
 
     Ink is what stands above the grain (Otsu's threshold between the two); the digit is the
     largest connected stroke and those at least `KEEP` of its size (a 5's detached bar), so
@@ -263,11 +287,40 @@ def strokes(amount: np.ndarray) -> np.ndarray | None:
     keep = np.flatnonzero(sizes >= max(KEEP * sizes.max(), 1)) + 1
     if not len(keep):
         return None
-    digit = ndimage.binary_dilation(np.isin(labels, keep), iterations=1)
+    kept = np.isin(labels, keep)
+    digit = ndimage.binary_dilation(kept, iterations=1)
     cropped = (amount * digit)[_box(digit)]
     core = cropped[cropped > INK]
     # Strokes at full strength, as MNIST's are: pen pressure and lighting vary.
-    return np.clip(cropped / np.percentile(core, 90), 0, 1) if core.size else cropped
+    cropped = np.clip(cropped / np.percentile(core, 90), 0, 1) if core.size else cropped
+    return cropped, side_by_side(kept)
+
+
+def side_by_side(mask: np.ndarray) -> int:
+    """How many digits the strokes in `mask` stand for in a row.
+
+    Strokes are one digit's where their columns overlap (a 5's bar lies over its body, a 4's
+    strokes cross), where they nearly touch (`GAP`), and where they share too few rows to
+    stand side by side (a fine pen's slanted stroke broken in two); a digit is a group at
+    least half as tall as all the strokes together (a dash beside a digit is not one).
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    height = rows[-1] + 1 - rows[0]
+    # Bridged over the breaks grain and a faint pen leave in a stroke (a fine 0 in two arcs).
+    bridged = ndimage.binary_dilation(mask, iterations=max(1, round(BRIDGE * height)))
+    labels, _ = ndimage.label(bridged, structure=np.ones((3, 3)))
+    boxes = sorted((c.start, c.stop, r.start, r.stop) for r, c in ndimage.find_objects(labels))
+    groups: list[list[int]] = []  # left, right, top, bottom
+    for left, right, top, bottom in boxes:
+        if groups:
+            g = groups[-1]
+            shared = min(g[3], bottom) - max(g[2], top)
+            apart = left - g[1] >= GAP * height and shared >= min(g[3] - g[2], bottom - top) / 2
+            if not apart:
+                groups[-1] = [g[0], max(g[1], right), min(g[2], top), max(g[3], bottom)]
+                continue
+        groups.append([left, right, top, bottom])
+    return sum(bottom - top >= height / 2 for _, _, top, bottom in groups)
 
 
 def thicken(digit: np.ndarray) -> np.ndarray:
@@ -381,7 +434,7 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
     """Predictions for the readable files, and for each unreadable one a record of the file
     and what is wrong with it (`{"file": ..., "error": ...}`). A folder stands for the
     images in it (`images_in`): `digits predict photos/` classifies every photo there."""
-    images, names, errors = [], [], []
+    images, names, counts, errors = [], [], [], []
     expanded: list[Path] = []
     for path in files:
         found = images_in(path) if path.is_dir() else [path]
@@ -390,8 +443,10 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
         expanded += found
     for f in expanded:
         try:
-            images.append(to_mnist(read_image(f), str(f)))
+            image, count = convert(read_image(f), str(f))
+            images.append(image)
             names.append(str(f))
+            counts.append(count)
         except ImageError as e:
             errors.append({"file": str(f), "error": str(e).removeprefix(f"{f}: ")})
     if not images:
@@ -401,10 +456,10 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
     model = keras.saving.load_model(model_file)
     probs = model.predict(np.stack(images), verbose=0)
     predictions = []
-    for name, p, image in zip(names, probs, images, strict=True):
+    for name, p, image, count in zip(names, probs, images, counts, strict=True):
         top = np.argsort(-p)[:3]
         top3 = [(int(d), float(p[d])) for d in top]
-        predictions.append(Prediction(name, int(top[0]), float(p[top[0]]), top3, image))
+        predictions.append(Prediction(name, int(top[0]), float(p[top[0]]), top3, image, count))
     return predictions, errors
 
 

@@ -182,6 +182,7 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
     )
     assert right >= len(names) - 1
     assert all(len(r["top3"]) == 3 for r in results.values())
+    assert not any("warning" in r for r in results.values())  # one digit each
     assert "broken.png: not an image" in err and "blank.png: empty image" in err
     # --show: the 28x28 image the model saw, for each file it classified.
     for f in files[:-2]:
@@ -202,6 +203,15 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
     assert [line.split(": ")[0] for line in out.splitlines()] == [
         str(folder / f.name) for f in sorted(files[:2])
     ]
+    # Two digits in one file are read as one, and the reader is told.
+    pair = tmp_path / "pair.png"
+    row = np.concatenate([x[sure[0]], x[sure[1]]], axis=1)
+    Image.fromarray(row).resize((180, 90), Image.Resampling.BILINEAR).save(pair)
+    code, out, err = run_cli("predict", pair, "--model", pipeline["model"])
+    assert code == 0 and out.startswith(f"{pair}: ")
+    assert f"warning: {pair}: the image seems to hold 2 digits side by side" in err
+    code, out, _ = run_cli("predict", pair, "--model", pipeline["model"], "--json")
+    assert "2 digits side by side" in json.loads(out)[0]["warning"]
 
 
 def test_a_missing_member_model_is_named(pipeline, run_cli):

@@ -11,9 +11,11 @@ from search import data
 from search.predict import (
     ImageError,
     classify,
+    convert,
     images_in,
     on_the_sheet,
     read_image,
+    side_by_side,
     to_mnist,
 )
 
@@ -50,6 +52,24 @@ def test_a_photographed_digit_converts_to_what_the_clean_digit_does(digits):
         assert correlation(photo, clean) > 0.8
         # A ruled line across the page is not part of the digit.
         assert correlation(to_mnist(page(digit, rng, ruled=True)), photo) > 0.85
+
+
+def test_digits_written_side_by_side_are_counted(digits):
+    rng = np.random.default_rng(2)
+    x = digits[0]
+    for i in range(len(x)):
+        # One digit, clean or photographed, is one (a 5's bar and a 4's strokes included).
+        assert convert(x[i].astype(float))[1] == 1
+        assert convert(page(x[i], rng))[1] == 1
+    for i in range(0, len(x) - 2, 3):
+        gap = np.zeros((28, i % 5))
+        row = np.concatenate([x[i], gap, x[i + 1], x[i + 2]], axis=1)
+        assert convert(row.astype(float))[1] == 3
+        assert convert(page(np.concatenate([x[i], x[i + 1]], axis=1), rng))[1] == 2
+    # A dash beside a digit is no second digit.
+    dash = np.zeros((28, 12))
+    dash[13:15, 2:10] = 255
+    assert side_by_side(np.concatenate([x[0], dash], axis=1) > 128) == 1
 
 
 def test_the_conversion_is_an_mnist_digit(digits):

@@ -34,8 +34,9 @@ EDGE = 0.4  # a sheet's edge: its grey clears the table's by this share of their
 # half the thinnest are widened to the median; wider ones are left as drawn (a crop widened
 # by a ruled line's remnants reads thinner than its strokes are).
 THIN, STROKE = 0.05, 0.14
-# Digits written side by side stand apart by more than this share of their height; strokes
-# closer than that are taken for one digit's (a 4 whose bar stops short of its stem).
+# Digits written side by side stand apart by more than GAP of their height; strokes closer
+# than that are one digit's (a 4 whose bar stops short of its stem). Breaks in a stroke of up
+# to about twice BRIDGE of the height are bridged first (a fine pen's 0 drawn as two arcs).
 GAP, BRIDGE = 0.1, 0.04
 
 
@@ -306,7 +307,6 @@ def side_by_side(mask: np.ndarray) -> int:
     """
     rows = np.flatnonzero(mask.any(axis=1))
     height = rows[-1] + 1 - rows[0]
-    # Bridged over the breaks grain and a faint pen leave in a stroke (a fine 0 in two arcs).
     bridged = ndimage.binary_dilation(mask, iterations=max(1, round(BRIDGE * height)))
     labels, _ = ndimage.label(bridged, structure=np.ones((3, 3)))
     boxes = sorted((c.start, c.stop, r.start, r.stop) for r, c in ndimage.find_objects(labels))

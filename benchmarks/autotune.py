@@ -78,7 +78,7 @@ def main() -> None:
         config = {p.name: p.fixed for p in space.load(str(path)).params.values()}
     ways = {
         "plain": "plain `model.fit` on numpy arrays (tf.data inside, autotuning on)",
-        "autotuned": "`make_dataset` with tf.data's autotuning on (the toolkit before)",
+        "autotuned": "`make_dataset` with tf.data's autotuning on",
         "toolkit": "`make_dataset` as it is (autotuning off)",
     }
     epochs: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}

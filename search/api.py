@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import tomllib
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -219,15 +220,26 @@ def predict(model: str | Path, images: np.ndarray | Sequence[str | Path]) -> np.
 
     `images`: an array of digits (uint8 or float 0..255, [N, 28, 28] as MNIST has them, or
     [N, H, W] photos and scans, each converted the way `digits predict` converts a file), or
-    a list of image files (PNG, JPEG, .npy).
+    a list of image files (PNG, JPEG, .npy). An image that seems to hold several digits side
+    by side, read as one, gets a `UserWarning` naming it.
     """
-    from search.predict import find_model, read_image, to_mnist
+    from search.predict import convert, find_model, read_image, several_digits
 
     file = find_model(Path(model), Path(model))
-    if isinstance(images, np.ndarray):
-        batch = images if images.shape[1:] == (28, 28) else [to_mnist(i) for i in images]
+    if isinstance(images, np.ndarray) and images.shape[1:] == (28, 28):
+        batch = list(images)
     else:
-        batch = [to_mnist(read_image(Path(f)), str(f)) for f in images]
+        named = (
+            [(image, f"image {i}") for i, image in enumerate(images)]
+            if isinstance(images, np.ndarray)
+            else [(read_image(Path(f)), str(f)) for f in images]
+        )
+        batch = []
+        for image, name in named:
+            digit, count = convert(image, name)
+            if warning := several_digits(count):
+                warnings.warn(f"{name}: {warning}", stacklevel=2)
+            batch.append(digit)
     quiet_tensorflow()
     import keras
 

@@ -56,12 +56,7 @@ class Prediction:
     @property
     def warning(self) -> str | None:
         """What a reader of the prediction should know, or None."""
-        if self.side_by_side < 2:
-            return None
-        return (
-            f"the image seems to hold {self.side_by_side} digits side by side, read here as "
-            "one: give each digit its own image"
-        )
+        return several_digits(self.side_by_side)
 
     def as_dict(self) -> dict[str, Any]:
         """The prediction as `digits predict --json` prints it (`warning` where there is one)."""
@@ -73,6 +68,17 @@ class Prediction:
             "top3": [{"digit": d, "probability": round(q, 6)} for d, q in self.top3],
             **warning,
         }
+
+
+def several_digits(count: int) -> str | None:
+    """The warning for an image whose strokes stand for `count` digits side by side, or None
+    for one."""
+    if count < 2:
+        return None
+    return (
+        f"the image seems to hold {count} digits side by side, read here as one: give each "
+        "digit its own image"
+    )
 
 
 def images_in(folder: Path) -> list[Path]:

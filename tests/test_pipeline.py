@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import LOADERS, exported_probs, smoke_run
 
-from search import data, space
+from search import api, data, space
 from search.cli import main
 from search.predict import read_image, to_mnist
 
@@ -212,6 +212,8 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
     assert f"warning: {pair}: the image seems to hold 2 digits side by side" in err
     code, out, _ = run_cli("predict", pair, "--model", pipeline["model"], "--json")
     assert "2 digits side by side" in json.loads(out)[0]["warning"]
+    with pytest.warns(UserWarning, match=f"{pair}: the image seems to hold 2 digits"):
+        api.predict(pipeline["model"], [pair])
 
 
 def test_a_missing_member_model_is_named(pipeline, run_cli):

@@ -5,7 +5,8 @@ Images are converted the way MNIST was made: grayscale, inverted when the backgr
 aspect ratio, and centred by centre of mass in a 28x28 frame. Photos and scans need more
 first: a sheet cut out of the table it lies on, the paper's lighting taken away, specks and
 ruled lines dropped, a fine pen's strokes widened to MNIST's. `.npy` arrays go through the
-same steps.
+same steps. One image is one digit: where its strokes stand apart in a row, as a number's
+digits do, the prediction carries a warning (`side_by_side`).
 """
 
 from __future__ import annotations

@@ -227,20 +227,21 @@ def predict(model: str | Path, images: np.ndarray | Sequence[str | Path]) -> np.
 
     file = find_model(Path(model), Path(model))
     if isinstance(images, np.ndarray) and images.shape[1:] == (28, 28):
-        batch = list(images)
+        batch = np.asarray(images, np.float32)
     else:
         named = (
             [(image, f"image {i}") for i, image in enumerate(images)]
             if isinstance(images, np.ndarray)
             else [(read_image(Path(f)), str(f)) for f in images]
         )
-        batch = []
+        digits = []
         for image, name in named:
             digit, count = convert(image, name)
             if warning := several_digits(count):
                 warnings.warn(f"{name}: {warning}", stacklevel=2)
-            batch.append(digit)
+            digits.append(digit)
+        batch = np.asarray(digits, np.float32)
     quiet_tensorflow()
     import keras
 
-    return keras.saving.load_model(file).predict(np.asarray(batch, np.float32), verbose=0)
+    return keras.saving.load_model(file).predict(batch, verbose=0)

@@ -70,6 +70,12 @@ def test_digits_written_side_by_side_are_counted(digits):
     dash = np.zeros((28, 12))
     dash[13:15, 2:10] = 255
     assert side_by_side(np.concatenate([x[0], dash], axis=1) > 128) == 1
+    # Nor is a fine pen's 0 whose outline broke at its top and bottom into two arcs.
+    ys, xs = np.mgrid[0:200, 0:140]
+    ring = np.abs(((ys - 100) / 95) ** 2 + ((xs - 70) / 65) ** 2 - 1) < 0.02
+    ring[:8], ring[-8:] = False, False
+    assert ndimage.label(ring, structure=np.ones((3, 3)))[1] == 2
+    assert side_by_side(ring) == 1
 
 
 def test_the_conversion_is_an_mnist_digit(digits):

@@ -441,7 +441,8 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
     """Predictions for the readable files, and for each unreadable one a record of the file
     and what is wrong with it (`{"file": ..., "error": ...}`). A folder stands for the
     images in it (`images_in`): `digits predict photos/` classifies every photo there."""
-    images, names, counts, errors = [], [], [], []
+    converted: list[tuple[str, np.ndarray, int]] = []  # file, 28x28 digit, side by side
+    errors: list[dict[str, str]] = []
     expanded: list[Path] = []
     for path in files:
         found = images_in(path) if path.is_dir() else [path]
@@ -450,20 +451,17 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
         expanded += found
     for f in expanded:
         try:
-            image, count = convert(read_image(f), str(f))
-            images.append(image)
-            names.append(str(f))
-            counts.append(count)
+            converted.append((str(f), *convert(read_image(f), str(f))))
         except ImageError as e:
             errors.append({"file": str(f), "error": str(e).removeprefix(f"{f}: ")})
-    if not images:
+    if not converted:
         return [], errors
     import keras
 
     model = keras.saving.load_model(model_file)
-    probs = model.predict(np.stack(images), verbose=0)
+    probs = model.predict(np.stack([image for _, image, _ in converted]), verbose=0)
     predictions = []
-    for name, p, image, count in zip(names, probs, images, counts, strict=True):
+    for (name, image, count), p in zip(converted, probs, strict=True):
         top = np.argsort(-p)[:3]
         top3 = [(int(d), float(p[d])) for d in top]
         predictions.append(Prediction(name, int(top[0]), float(p[top[0]]), top3, image, count))

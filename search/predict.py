@@ -115,10 +115,7 @@ def read_image(path: Path) -> np.ndarray:
             if im.mode.startswith(("I", "F")):  # 16-bit, 32-bit or float grey
                 return _as_255(np.asarray(im, dtype=np.float64), im.mode.startswith("I;16"))
             if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-                # Transparent pixels are background: lay the image on white first.
-                rgba = im.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, "white")
-                im = Image.alpha_composite(canvas, rgba)
+                im = on_background(im.convert("RGBA"))
             return np.asarray(im.convert("L"), dtype=np.float64)
     except Image.DecompressionBombError:
         raise ImageError(
@@ -127,6 +124,25 @@ def read_image(path: Path) -> np.ndarray:
     # What Pillow raises for a damaged or unknown file: its decoders raise more than OSError.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         raise ImageError(f"{path}: not an image ({type(e).__name__})") from None
+
+
+def on_background(rgba: Image.Image) -> Image.Image:
+    """The image laid on a background where it is transparent, so that its digit shows.
+
+    Where transparent pixels are most of the image, the opaque ones are the strokes (a digit
+    drawn in an app and saved without paper), dark or light: the background is the opposite
+    shade. Where they are fewer (a photo's rounded corners), the opaque ones are mostly
+    paper, and the background takes the paper's shade.
+    """
+    alpha = np.asarray(rgba.getchannel("A"))
+    grey = np.asarray(rgba.convert("RGB").convert("L"))
+    opaque = alpha >= 128
+    shade = 255
+    if opaque.any():
+        middle = float(np.median(grey[opaque]))
+        shade = int(middle) if opaque.mean() >= 0.5 else (255 if middle < 128 else 0)
+    canvas = Image.new("RGBA", rgba.size, (shade, shade, shade, 255))
+    return Image.alpha_composite(canvas, rgba)
 
 
 def _as_255(array: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:

@@ -127,6 +127,25 @@ def test_16_bit_and_float_images_read_as_their_8_bit_twin(tmp_path):
         np.testing.assert_allclose(read_image(tmp_path / twin), eight, atol=0.5)
 
 
+def test_a_digit_on_a_transparent_background_reads_in_dark_or_light_ink(tmp_path):
+    upright = to_mnist(_glyph().astype(float))
+    strokes = _glyph() < 128
+    # Transparent pixels keep a colour of their own, which must not show.
+    for name, ink, hidden in (
+        ("dark", (0, 0, 0), (0, 0, 0)),
+        ("light", (255, 255, 255), (255, 255, 255)),
+        ("blue", (30, 30, 200), (255, 255, 255)),
+    ):
+        rgba = np.where(strokes[..., None], (*ink, 255), (*hidden, 0)).astype(np.uint8)
+        Image.fromarray(rgba).save(tmp_path / f"{name}.png")
+        assert correlation(to_mnist(read_image(tmp_path / f"{name}.png")), upright) > 0.95, name
+    # A photo of paper with transparent rounded corners: the corners take the paper's shade.
+    photo = np.dstack([np.repeat(_glyph()[..., None], 3, axis=2), np.full(strokes.shape, 255)])
+    photo[:8, :8, 3] = photo[:8, -8:, 3] = photo[-8:, :8, 3] = photo[-8:, -8:, 3] = 0
+    Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "corners.png")
+    assert correlation(to_mnist(read_image(tmp_path / "corners.png")), upright) > 0.95
+
+
 def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monkeypatch):
     Image.fromarray(_glyph()).save(tmp_path / "huge.png")
     with monkeypatch.context() as patch, pytest.raises(ImageError, match=r"huge\.png: too large"):

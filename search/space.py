@@ -291,28 +291,33 @@ class Space:
             values[p.name] = p.register(hp)
         return values
 
-    def build_warnings(self) -> list[str]:
-        """One line if some combinations of the shape keys cannot build, naming the keys."""
-        options = [
+    def shape_options(self) -> list[list[Any]]:
+        """The values each of SHAPE_KEYS can take, in that order."""
+        return [
             _values(self.params[k])
             if self.params[k].type is int
             else list(self.params[k].choice or [self.params[k].fixed])
             for k in SHAPE_KEYS
         ]
-        bad = [
-            combo
-            for combo in itertools.product(*options)
-            if unbuildable(dict(zip(SHAPE_KEYS, combo, strict=True)))
-        ]
+
+    def unbuildable_shapes(self) -> list[dict[str, Any]]:
+        """The combinations of the shape keys whose CNN cannot be built."""
+        combos = itertools.product(*self.shape_options())
+        shapes = (dict(zip(SHAPE_KEYS, c, strict=True)) for c in combos)
+        return [s for s in shapes if unbuildable(s)]
+
+    def build_warnings(self) -> list[str]:
+        """One line if some combinations of the shape keys cannot build, naming the keys."""
+        bad = self.unbuildable_shapes()
         if not bad:
             return []
+        options = self.shape_options()
         tuned = [k for k, o in zip(SHAPE_KEYS, options, strict=True) if len(o) > 1]
-        example = dict(zip(SHAPE_KEYS, bad[0], strict=True))
         return [
             f"{self.path}: {len(bad)} of {math.prod(map(len, options))} combinations of "
             f"{', '.join(tuned or SHAPE_KEYS)} cannot build, e.g. "
-            f"{', '.join(f'{k}={v}' for k, v in example.items())} "
-            f"({unbuildable(example)}); such trials are recorded as failed"
+            f"{', '.join(f'{k}={v}' for k, v in bad[0].items())} "
+            f"({unbuildable(bad[0])}); such trials are recorded as failed"
         ]
 
     def to_dict(self) -> dict[str, str]:
@@ -416,7 +421,11 @@ def parse(doc: dict[str, Any], path: Path, source: str = "") -> Space:
         for name, key in keys.items():
             where = f"{path}: [{section}] {name}"
             params[name] = _param(where, name, key, table.get(name, key.default))
-    return Space(path.stem, str(path), description.strip(), params, source)
+    space = Space(path.stem, str(path), description.strip(), params, source)
+    bad = space.unbuildable_shapes()
+    if len(bad) == math.prod(map(len, space.shape_options())):
+        raise SpaceError(f"{path}: no configuration can be built: {unbuildable(bad[0])}")
+    return space
 
 
 def _suggest(word: str, known: dict) -> str:

@@ -54,6 +54,14 @@ def test_defaults_fill_missing_keys(tmp_path):
         ("[model]\nblocks = {min = 1, max = 3, step = 0.5}", "step of an integer key"),
         ("[model]\nblocks = 2\nblocks = 3", "not valid TOML"),
         ("model = 3", "model must be a table"),
+        (
+            "[model]\nresidual = true\npadding = 'valid'",
+            "no configuration can be built: residual blocks need padding = 'same'",
+        ),
+        (
+            "[model]\nblocks = 4\nkernel_size = 5\npadding = 'valid'",
+            "no configuration can be built: block 3 conv 1",
+        ),
     ],
 )
 def test_every_mistake_is_one_clear_line(tmp_path, text, message):

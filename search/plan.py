@@ -19,7 +19,7 @@ from search import data as data_mod
 from search.budget import format_duration
 from search.hypermodel import images_per_second
 from search.options import TUNERS, SearchOptions
-from search.space import Space
+from search.space import Space, unbuildable
 from search.study import StudyError
 
 DEFAULT_MAX_TRIALS = 10  # random and bayesian; grid runs the whole grid, Hyperband its brackets
@@ -109,9 +109,11 @@ def calibrate(space: Space, split: data_mod.Split) -> float:
     """Training images per second of the space's default configuration on this machine.
 
     The default configuration takes the first value of every choice and the lower end of
-    every range.
+    every range, and a shape that can be built where those values make one that cannot.
     """
     config = space.register(kt.HyperParameters())
+    if unbuildable(config):
+        config.update(space.buildable_shape())
     return images_per_second(config, split.x_train, split.y_train)
 
 

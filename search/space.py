@@ -17,7 +17,7 @@ import difflib
 import itertools
 import math
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -300,11 +300,19 @@ class Space:
             for k in SHAPE_KEYS
         ]
 
+    def shapes(self) -> Iterator[dict[str, Any]]:
+        """Every combination of the shape keys' values."""
+        for combo in itertools.product(*self.shape_options()):
+            yield dict(zip(SHAPE_KEYS, combo, strict=True))
+
     def unbuildable_shapes(self) -> list[dict[str, Any]]:
         """The combinations of the shape keys whose CNN cannot be built."""
-        combos = itertools.product(*self.shape_options())
-        shapes = (dict(zip(SHAPE_KEYS, c, strict=True)) for c in combos)
-        return [s for s in shapes if unbuildable(s)]
+        return [s for s in self.shapes() if unbuildable(s)]
+
+    def buildable_shape(self) -> dict[str, Any]:
+        """The first combination of the shape keys whose CNN can be built (a space without
+        one is refused on load)."""
+        return next(s for s in self.shapes() if not unbuildable(s))
 
     def build_warnings(self) -> list[str]:
         """One line if some combinations of the shape keys cannot build, naming the keys."""

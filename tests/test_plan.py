@@ -73,3 +73,14 @@ def test_a_space_with_nothing_to_search_is_said_to_be_so_before_training(tmp_pat
     assert code == 0 and f"{empty}: nothing to search, every key is fixed" in out
     code, out, _ = run_cli("search", "--space", "smoke", "--plan", "--logs", tmp_path)
     assert code == 0 and "nothing to search" not in out
+
+
+def test_a_plan_calibrates_on_a_shape_that_builds(tmp_path, run_cli, tiny):
+    # The default configuration takes each choice's first value: here a kernel too large.
+    partial = tmp_path / "partial.toml"
+    partial.write_text(
+        '[model]\nblocks = 3\nfilters_1 = 4\nkernel_size = {choice = [9, 3]}\npadding = "valid"\n'
+    )
+    code, out, _ = run_cli("search", "--space", partial, "--plan", *tiny, "--logs", tmp_path)
+    assert code == 0 and "training images/s" in out
+    assert "1 of 2 combinations of kernel_size cannot build" in out

@@ -179,6 +179,11 @@ def split(data: Dataset, val_size: int, train_size: int | None = None, seed: int
         train_size: optional smaller training subset (stratified) for fast searches.
         seed: fixes both draws.
     """
+    if not 0 < val_size < len(data.y_train):
+        raise DataError(
+            f"{data.source}: a validation split of {val_size:,} images (--val-size) needs more "
+            f"than its {len(data.y_train):,} training images"
+        )
     val_idx, train_idx = stratified_indices(data.y_train, val_size, seed)
     if train_size is not None and train_size < len(train_idx):
         sub, _ = stratified_indices(data.y_train[train_idx], train_size, seed + 1)

@@ -47,6 +47,13 @@ def test_npz_in_keras_layout(tmp_path, tiny_arrays):
     assert d.sha256 == data.sha256_of([path])
 
 
+def test_a_validation_split_larger_than_the_data_names_file_and_option(tmp_path, tiny_arrays):
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **tiny_arrays)
+    with pytest.raises(DataError, match=r"tiny.npz: a validation split of 5,000 images \(--val"):
+        data.split(data.load(path), val_size=5000)
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_folder_raw_and_gz(tmp_path, tiny_arrays, gz):
     for key, stem in data.IDX_FILES.items():

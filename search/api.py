@@ -223,7 +223,7 @@ def predict(model: str | Path, images: np.ndarray | Sequence[str | Path]) -> np.
     a list of image files (PNG, JPEG, .npy). An image that seems to hold several digits side
     by side, read as one, gets a `UserWarning` naming it.
     """
-    from search.predict import convert, find_model, read_image, several_digits
+    from search.predict import convert, find_model, load_model, read_image, several_digits
 
     file = find_model(Path(model), Path(model))
     if isinstance(images, np.ndarray) and images.shape[1:] == (28, 28):
@@ -241,7 +241,4 @@ def predict(model: str | Path, images: np.ndarray | Sequence[str | Path]) -> np.
                 warnings.warn(f"{name}: {warning}", stacklevel=2)
             digits.append(digit)
         batch = np.asarray(digits, np.float32)
-    quiet_tensorflow()
-    import keras
-
-    return keras.saving.load_model(file).predict(batch, verbose=0)
+    return load_model(file).predict(batch, verbose=0)

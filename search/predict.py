@@ -12,6 +12,7 @@ digits do, the prediction carries a warning (`side_by_side`).
 from __future__ import annotations
 
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from search.data import IMAGE_SHAPE
+from search.quiet import quiet_tensorflow
 from search.study import StudyError, atomic_path
 
 BOX = 20  # MNIST fits each digit into 20x20, then centres it in 28x28
@@ -453,6 +455,29 @@ def find_model(path: Path | None, root: Path) -> Path:
     return file
 
 
+def load_model(file: Path) -> Any:
+    """The Keras model in `file`, checked to take [N, 28, 28] digits as exports do.
+
+    Raises:
+        StudyError: the file is no Keras model (damaged, truncated, another format) or not
+            a digit model.
+    """
+    if file.suffix == ".keras" and not zipfile.is_zipfile(file):
+        raise StudyError(f"{file}: damaged or not a Keras model (a .keras file is a zip archive)")
+    quiet_tensorflow()
+    import keras
+
+    try:
+        model = keras.saving.load_model(file)
+    except Exception as e:  # Keras raises many kinds for a file that is not its own
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StudyError(f"{file}: not a model Keras can load ({reason})") from None
+    shape = tuple(getattr(model, "input_shape", ()))[1:]
+    if shape != IMAGE_SHAPE:
+        raise StudyError(f"{file}: takes inputs of shape {shape}, not digits of {IMAGE_SHAPE}")
+    return model
+
+
 def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], list[dict[str, str]]]:
     """Predictions for the readable files, and for each unreadable one a record of the file
     and what is wrong with it (`{"file": ..., "error": ...}`). A folder stands for the
@@ -472,10 +497,8 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
             errors.append({"file": str(f), "error": str(e).removeprefix(f"{f}: ")})
     if not converted:
         return [], errors
-    import keras
-
-    model = keras.saving.load_model(model_file)
-    probs = model.predict(np.stack([image for _, image, _ in converted]), verbose=0)
+    batch = np.stack([image for _, image, _ in converted])
+    probs = load_model(model_file).predict(batch, verbose=0)
     predictions = []
     for (name, image, count), p in zip(converted, probs, strict=True):
         top = np.argsort(-p)[:3]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -144,6 +146,29 @@ def test_a_digit_on_a_transparent_background_reads_in_dark_or_light_ink(tmp_path
     photo[:8, :8, 3] = photo[:8, -8:, 3] = photo[-8:, :8, 3] = photo[-8:, -8:, 3] = 0
     Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "corners.png")
     assert correlation(to_mnist(read_image(tmp_path / "corners.png")), upright) > 0.95
+
+
+def test_a_damaged_or_foreign_model_is_one_line_naming_it(tmp_path, run_cli):
+    import keras
+
+    Image.fromarray(_glyph()).save(tmp_path / "seven.png")
+    (tmp_path / "junk.keras").write_text("not a model")
+    with zipfile.ZipFile(tmp_path / "zip.keras", "w") as z:
+        z.writestr("notes.txt", "a zip, but no model in it")
+    other = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    other.save(tmp_path / "cifar.keras")
+    for name, message in (
+        ("junk.keras", "damaged or not a Keras model (a .keras file is a zip archive)"),
+        ("zip.keras", "not a model Keras can load"),
+        ("cifar.keras", "takes inputs of shape (32, 32, 3), not digits of (28, 28)"),
+    ):
+        code, _, err = run_cli("predict", tmp_path / "seven.png", "--model", tmp_path / name)
+        # (TensorFlow's start-up lines come from this test's own import of Keras above.)
+        assert code == 2 and err.strip().splitlines()[-1].startswith(
+            f"error: {tmp_path / name}: {message}"
+        )
 
 
 def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monkeypatch):

@@ -378,6 +378,14 @@ def check_resumable(study: Study, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_trial_files(study: Study) -> None:
+    """Read each trial file keras-tuner will reload: one cut short (a machine that died as
+    keras-tuner wrote it; it writes in place) is named in one line, not a traceback from
+    deep in its reload."""
+    for path in sorted(study.tuner_dir.glob("trial_*/trial.json")):
+        read_json(path)
+
+
 def discard_interrupted(study: Study) -> None:
     """Drop the TensorBoard logs of trials a killed search left running: they rerun now."""
     oracle_file = study.tuner_dir / "oracle.json"
@@ -531,6 +539,7 @@ def open_study(study: Study, record: dict[str, Any], opts: SearchOptions) -> boo
     resuming = study.exists()
     if resuming:
         record = check_resumable(study, record)
+        check_trial_files(study)
         discard_interrupted(study)
     elif study.tuner_dir.exists():
         raise StudyError(f"{study.dir}: tuner state without study.json; pass --overwrite")

@@ -36,11 +36,12 @@ def test_run_killed_during_retraining_resumes_to_the_end(tmp_path, mnist_subset)
     assert "Test accuracy" in done.stdout
 
 
-def test_damaged_study_record_is_named(tmp_path, run_cli, smoke_search):
+@pytest.mark.parametrize("damaged", ["study.json", "tuner/trial_0/trial.json"])
+def test_a_damaged_study_file_is_named(tmp_path, run_cli, smoke_search, damaged):
     argv = smoke_search(1, "--logs", tmp_path)
     assert run_cli(*argv)[0] == 0
-    record = tmp_path / "smoke" / "study.json"
-    record.write_text(record.read_text()[:50])
+    path = tmp_path / "smoke" / damaged  # cut short, as by a machine dying mid-write
+    path.write_text(path.read_text()[:50])
     code, _, err = run_cli(*argv)
-    assert code == 2 and f"{record}: damaged JSON" in err
+    assert code == 2 and f"{path}: damaged JSON" in err
     assert (tmp_path / "smoke" / "tuner" / "oracle.json").is_file()

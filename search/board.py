@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,9 @@ def serve(logdir: Path, port: int, console: Console) -> int:
     """Run TensorBoard on `logdir` until Ctrl-C or SIGTERM; returns its exit status."""
     if not logdir.exists():
         raise StudyError(f"{logdir}: nothing to show yet; run `digits search` first")
+    # Checked first: whatever already answers on the port would pass for TensorBoard below.
+    if in_use(port):
+        raise StudyError(f"port {port} on 127.0.0.1 is in use (another board?); pass --port")
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)]
     proc = subprocess.Popen(
         [*cmd, "--host", "127.0.0.1", "--port", str(port)], stderr=subprocess.DEVNULL
@@ -40,6 +44,12 @@ def serve(logdir: Path, port: int, console: Console) -> int:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def in_use(port: int) -> bool:
+    """True if something listens on `port` of 127.0.0.1."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> bool:

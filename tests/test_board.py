@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -99,3 +101,19 @@ def test_every_trial_is_in_the_hparams_dashboard(board, finished_study):
     experiment = post(f"{board}/data/plugin/hparams/experiment", {"experimentName": ""})
     names = {h["name"] for h in experiment["hparamInfos"]}
     assert {"filters_1", "learning_rate"} <= names
+
+
+def test_a_port_another_server_answers_on_is_refused_in_one_line(tmp_path, run_cli):
+    (tmp_path / "logs").mkdir()
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    try:
+        code, out, err = run_cli("board", "--port", port, "--logs", tmp_path / "logs")
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert code == 2 and err.strip().endswith(
+        f"port {port} on 127.0.0.1 is in use (another board?); pass --port"
+    )
+    assert "TensorBoard on" not in out

@@ -16,6 +16,8 @@ then pairs of them in one file, each of which should be warned of):
 - photo: a brightness gradient and a soft shadow across the page, rotation up to 10 degrees,
   off-centre, JPEG quality 50-90, colour;
 - photo, ruled: a photo on ruled paper (a line across the page under the digit);
+- photo, squared: a photo on squared paper (light lines every 14-23 px both ways, across
+  the digit);
 - photo, on a table: the photographed sheet tilted on a darker table that surrounds it.
 
 Replaces the `photos` section of BENCHMARKS.md.
@@ -126,12 +128,19 @@ def fine_pen(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
     return save(paper(np.pad(ink.astype(float), 20), rng, None), path)
 
 
-def photo(digit: np.ndarray, rng: np.random.Generator, path: Path, ruled: bool = False) -> Path:
+def photo(
+    digit: np.ndarray, rng: np.random.Generator, path: Path, lines: str | None = None
+) -> Path:
     ink = place(strokes(digit, rng), rng, centred=False)
     ink = ndimage.rotate(ink, rng.uniform(-10, 10), reshape=False, order=1)
-    if ruled:  # a printed line across the page, below the digit's middle
+    if lines == "ruled":  # a printed line across the page, below the digit's middle
         row = int(rng.integers(PAGE // 2, PAGE - 10))
         ink[row : row + 2, :] = np.maximum(ink[row : row + 2, :], 0.5)
+    if lines == "squared":  # light printed lines both ways, crossing the digit
+        step, strength = int(rng.integers(14, 24)), rng.uniform(0.2, 0.35)
+        first = int(rng.integers(step))
+        ink[first::step, :] = np.maximum(ink[first::step, :], strength)
+        ink[:, first::step] = np.maximum(ink[:, first::step], strength)
     page = paper(np.clip(ink, 0, 1), rng, lighting(rng))
     return save(colour(page, rng), path, quality=int(rng.integers(50, 91)))
 
@@ -156,7 +165,8 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] =
     "scan, colour: tinted paper, coloured ink, JPEG 90": scan_colour,
     "scan, fine pen: strokes 1-3 px wide, the digit 200-400 px tall": fine_pen,
     "photo: gradient, shadow, rotation, JPEG 50-90, colour": photo,
-    "photo, ruled: the same on ruled paper": lambda d, r, p: photo(d, r, p, ruled=True),
+    "photo, ruled: the same on ruled paper": lambda d, r, p: photo(d, r, p, "ruled"),
+    "photo, squared: the same on squared paper": lambda d, r, p: photo(d, r, p, "squared"),
     "photo, on a table: the sheet tilted on a darker surface, JPEG 50-90": on_table,
 }
 

@@ -388,14 +388,22 @@ def drop_lines(mask: np.ndarray) -> np.ndarray:
         along = (0, 1) if axis == 1 else (1, 0)  # a row's direction, or a column's
         # Bridged over the gaps grain and JPEG leave in a printed line, then kept where a
         # straight run crosses nine tenths of the image.
-        bridged = ndimage.binary_closing(mask, structure=np.ones([1 + 6 * a for a in along]))
+        # Padded as the picture continues, so the closing does not eat the lines' ends.
+        padded = np.pad(mask, 3, mode="edge")
+        bridged = ndimage.binary_closing(padded, np.ones([1 + 6 * a for a in along]))[3:-3, 3:-3]
         run = [1 + round(0.9 * length - 1) * a for a in along]
         lines, _ = ndimage.label(ndimage.binary_opening(bridged, structure=np.ones(run)))
         for i, found in enumerate(ndimage.find_objects(lines), 1):
             thickness = (lines[found] == i).sum() / (found[axis].stop - found[axis].start)
             if thickness < 0.6 * stroke:
                 out[(lines == i) & mask] = False
-    return out
+    # Where the digit crossed a line, its stroke continues on both sides: those pixels are
+    # given back, or squared paper would cut the digit into pieces too small to keep.
+    span = 2 * round(stroke / 2) + 3  # odd: centred on the pixel it judges
+    across = ndimage.binary_closing(out, np.ones((span, 1))) | ndimage.binary_closing(
+        out, np.ones((1, span))
+    )
+    return out | (mask & across)
 
 
 def otsu(values: np.ndarray) -> float:

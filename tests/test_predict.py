@@ -14,6 +14,7 @@ from search.predict import (
     ImageError,
     classify,
     convert,
+    drop_lines,
     images_in,
     on_the_sheet,
     read_image,
@@ -28,14 +29,20 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return d.x_test[:12], d.y_test[:12]
 
 
-def page(digit: np.ndarray, rng: np.random.Generator, ruled: bool = False) -> np.ndarray:
+def page(
+    digit: np.ndarray, rng: np.random.Generator, ruled: bool = False, squared: bool = False
+) -> np.ndarray:
     """`digit` in dark ink, off-centre on a 160-pixel grey page with grain, a brightness
-    gradient, a soft shadow and, with `ruled`, a printed line across it."""
+    gradient, a soft shadow and, with `ruled`, a printed line across it, with `squared`, the
+    light lines of squared paper."""
     ink = np.zeros((160, 160))
     big = np.asarray(Image.fromarray(digit).resize((90, 90), Image.Resampling.BILINEAR)) / 255
     ink[20:110, 50:140] = big
     if ruled:
         ink[125:127, :] = 0.5
+    if squared:
+        ink[5::18, :] = np.maximum(ink[5::18, :], 0.3)
+        ink[:, 5::18] = np.maximum(ink[:, 5::18], 0.3)
     xs = np.mgrid[0:160, 0:160][1] / 160
     light = (1 - 0.35 * xs) * (1 - 0.3 * ndimage.gaussian_filter((xs < 0.4) * 1.0, 12))
     paper = (215 * (1 - ink) + 40 * ink) * light
@@ -46,14 +53,24 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
 
 
+def alike(a: np.ndarray, b: np.ndarray) -> float:
+    """The correlation of two 28x28 digits, the one shifted by up to a pixel to match: a
+    thin 1 centred a pixel apart correlates poorly, yet is the same digit."""
+    return max(
+        correlation(np.roll(a, (dy, dx), axis=(0, 1)), b) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+    )
+
+
 def test_a_photographed_digit_converts_to_what_the_clean_digit_does(digits):
     rng = np.random.default_rng(0)
     for digit in digits[0]:
         clean = to_mnist(digit.astype(float))
         photo = to_mnist(page(digit, rng))
         assert correlation(photo, clean) > 0.8
-        # A ruled line across the page is not part of the digit.
+        # A ruled line across the page is not part of the digit, nor are squared paper's
+        # lines, where they cross it too.
         assert correlation(to_mnist(page(digit, rng, ruled=True)), photo) > 0.85
+        assert alike(to_mnist(page(digit, rng, squared=True)), photo) > 0.9
 
 
 def test_digits_written_side_by_side_are_counted(digits):
@@ -200,6 +217,15 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path):
     predictions, errors = classify(tmp_path / "no-model.keras", [tmp_path / "empty"])
     assert predictions == []
     assert errors == [{"file": str(tmp_path / "empty"), "error": "no image files in this folder"}]
+
+
+def test_a_line_is_dropped_but_not_where_a_stroke_crosses_it():
+    mask = np.zeros((100, 100), bool)
+    mask[50, :] = True  # a ruled line, or one of squared paper's
+    mask[20:80, 40:46] = True  # a stroke across it
+    out = drop_lines(mask)
+    assert not out[50, :35].any() and not out[50, 51:].any()
+    assert out[20:80, 40:46].all()  # whole, not cut in two where it crossed the line
 
 
 def test_a_fine_pen_digit_drawn_large_gets_strokes_as_wide_as_mnist_ones():

@@ -89,8 +89,10 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, run_cli, tiny
 def test_consecutive_failures_stop_the_search_with_their_causes(tmp_path, run_cli, tiny):
     path = tmp_path / "broken.toml"
     path.write_text(
-        "[model]\nblocks = 3\nfilters_1 = {choice = [2, 3, 4, 5]}\nkernel_size = 9\n"
-        'padding = "valid"\n'
+        # Built only with 2 blocks, which the grid reaches after every rate of 4 blocks.
+        "[model]\nblocks = {choice = [4, 2]}\nfilters_1 = 2\nfilters_2 = 2\nfilters_3 = 2\n"
+        'filters_4 = 2\npadding = "valid"\n'
+        "[train]\nlearning_rate = {choice = [1e-3, 2e-3, 3e-3, 4e-3]}\n"
     )
     code, out, err = run_cli(
         "search", "--space", path, "--tuner", "grid", *tiny, "--logs", tmp_path / "logs"
@@ -98,7 +100,7 @@ def test_consecutive_failures_stop_the_search_with_their_causes(tmp_path, run_cl
     assert code == 2 and "4 combinations" not in err
     assert "cannot build, e.g." in out  # warned up front
     assert "search stopped after 3 consecutive failed trials (3 failed in all): 3 x " in err
-    assert "a 9x9 window does not fit" in err
+    assert "block 4 conv 1: a 3x3 window does not fit the 1x1 map" in err
 
 
 @pytest.mark.slow

@@ -131,18 +131,21 @@ def read_image(path: Path) -> np.ndarray:
 def on_background(rgba: Image.Image) -> Image.Image:
     """The image laid on a background where it is transparent, so that its digit shows.
 
-    Where transparent pixels are most of the image, the opaque ones are the strokes (a digit
-    drawn in an app and saved without paper), dark or light: the background is the opposite
-    shade. Where they are fewer (a photo's rounded corners), the opaque ones are mostly
-    paper, and the background takes the paper's shade.
+    Where the opaque pixels are few and of one shade, they are the strokes themselves (a
+    digit drawn in an app and saved without paper), dark or light: the background is the
+    opposite shade. Where they hold ink on a ground of their own (paper: a photo with
+    rounded corners, a sheet cut out) or fill most of the picture, the background takes
+    that ground's shade.
     """
     alpha = np.asarray(rgba.getchannel("A"))
     grey = np.asarray(rgba.convert("RGB").convert("L"))
     opaque = alpha >= 128
     shade = 255
     if opaque.any():
-        middle = float(np.median(grey[opaque]))
-        shade = int(middle) if opaque.mean() >= 0.5 else (255 if middle < 128 else 0)
+        values = grey[opaque]
+        low, middle, high = np.percentile(values, [1, 50, 99])
+        strokes_alone = opaque.mean() < 0.5 and high - low < 64
+        shade = (255 if middle < 128 else 0) if strokes_alone else round(middle)
     canvas = Image.new("RGBA", rgba.size, (shade, shade, shade, 255))
     return Image.alpha_composite(canvas, rgba)
 

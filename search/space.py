@@ -305,10 +305,6 @@ class Space:
         for combo in itertools.product(*self.shape_options()):
             yield dict(zip(SHAPE_KEYS, combo, strict=True))
 
-    def unbuildable_shapes(self) -> list[dict[str, Any]]:
-        """The combinations of the shape keys whose CNN cannot be built."""
-        return [s for s in self.shapes() if unbuildable(s)]
-
     def buildable_shape(self) -> dict[str, Any]:
         """The first combination of the shape keys whose CNN can be built (a space without
         one is refused on load)."""
@@ -316,7 +312,7 @@ class Space:
 
     def build_warnings(self) -> list[str]:
         """One line if some combinations of the shape keys cannot build, naming the keys."""
-        bad = self.unbuildable_shapes()
+        bad = [s for s in self.shapes() if unbuildable(s)]
         if not bad:
             return []
         options = self.shape_options()
@@ -430,9 +426,9 @@ def parse(doc: dict[str, Any], path: Path, source: str = "") -> Space:
             where = f"{path}: [{section}] {name}"
             params[name] = _param(where, name, key, table.get(name, key.default))
     space = Space(path.stem, str(path), description.strip(), params, source)
-    bad = space.unbuildable_shapes()
-    if len(bad) == math.prod(map(len, space.shape_options())):
-        raise SpaceError(f"{path}: no configuration can be built: {unbuildable(bad[0])}")
+    if all(unbuildable(s) for s in space.shapes()):  # stops at the first that builds
+        problem = unbuildable(next(space.shapes()))
+        raise SpaceError(f"{path}: no configuration can be built: {problem}")
     return space
 
 

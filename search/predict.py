@@ -123,9 +123,15 @@ def read_image(path: Path) -> np.ndarray:
         raise ImageError(
             f"{path}: too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)"
         ) from None
-    # What Pillow raises for a damaged or unknown file: its decoders raise more than OSError.
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-        raise ImageError(f"{path}: not an image ({type(e).__name__})") from None
+    except PermissionError:
+        raise ImageError(f"{path}: not readable (permission denied)") from None
+    except UnidentifiedImageError:  # no format's header matches: another kind of file
+        raise ImageError(f"{path}: not an image file (no image format recognises it)") from None
+    # A format recognised, its data broken (a file cut short, a bad chunk) or in a variant no
+    # decoder here reads: Pillow's decoders raise more than OSError, and their message says so.
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{path}: a damaged or unsupported image ({reason})") from None
 
 
 def on_background(rgba: Image.Image) -> Image.Image:

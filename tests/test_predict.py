@@ -199,16 +199,26 @@ def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monk
         patch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses over twice this
         read_image(tmp_path / "huge.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "huge.png").read_bytes()[:60])
+    (tmp_path / "notes.png").write_text("a shopping list, saved as .png")
     np.save(tmp_path / "nan.npy", np.full((28, 28), np.nan))
     (tmp_path / "folder").mkdir()
     for name, reason in [
-        ("cut.png", "not an image"),
+        ("cut.png", r"a damaged or unsupported image \(image file is truncated\)"),
+        ("notes.png", r"not an image file \(no image format recognises it\)"),
         ("nan.npy", "the array holds NaN or infinite values"),
         ("folder", "a folder, not an image file"),
         ("missing.png", "no such file"),
     ]:
         with pytest.raises(ImageError, match=f"{name}: {reason}"):
             read_image(tmp_path / name)
+
+    # Not "damaged" where the file is only out of reach (simulated: root reads every file).
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as patch, pytest.raises(ImageError, match="permission denied"):
+        patch.setattr(Image, "open", refuse)
+        read_image(tmp_path / "cut.png")
 
 
 def test_a_folder_stands_for_the_images_in_it(tmp_path):

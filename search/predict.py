@@ -462,9 +462,14 @@ def find_model(path: Path | None, root: Path) -> Path:
     """The `.keras` file of `--model` (a folder or file), or of the only model under `root`."""
     if path is None:
         found = sorted(p.parent for p in root.glob("*/model.keras"))
-        if len(found) != 1:
-            listed = ", ".join(str(p) for p in found) or "none"
-            raise StudyError(f"{root}: pick a model with --model (found: {listed})")
+        if not found:
+            raise StudyError(
+                f"{root}: no exported model here; make one (`digits run --preset quick`, or "
+                "`digits export`) or pick one with --model"
+            )
+        if len(found) > 1:
+            listed = ", ".join(str(p) for p in found)
+            raise StudyError(f"{root}: {len(found)} models here ({listed}): pick one with --model")
         path = found[0]
     file = path / "model.keras" if path.is_dir() else path
     if not file.is_file():

@@ -15,12 +15,14 @@ from search.predict import (
     classify,
     convert,
     drop_lines,
+    find_model,
     images_in,
     on_the_sheet,
     read_image,
     side_by_side,
     to_mnist,
 )
+from search.study import StudyError
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +221,22 @@ def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monk
     with monkeypatch.context() as patch, pytest.raises(ImageError, match="permission denied"):
         patch.setattr(Image, "open", refuse)
         read_image(tmp_path / "cut.png")
+
+
+def test_the_model_is_the_only_export_or_the_one_named(tmp_path):
+    models = tmp_path / "best_models"
+    with pytest.raises(StudyError, match="no exported model here; make one"):
+        find_model(None, models)  # before any run: not even the folder
+    (models / "quick").mkdir(parents=True)
+    (models / "quick" / "model.keras").touch()
+    assert find_model(None, models) == models / "quick" / "model.keras"
+    (models / "full").mkdir()
+    (models / "full" / "model.keras").touch()
+    with pytest.raises(StudyError, match=r"2 models here \(.*full, .*quick\): pick one"):
+        find_model(None, models)
+    assert find_model(models / "full", models) == models / "full" / "model.keras"
+    with pytest.raises(StudyError, match="no such model"):
+        find_model(models / "seed", models)
 
 
 def test_a_folder_stands_for_the_images_in_it(tmp_path):

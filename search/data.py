@@ -90,6 +90,15 @@ def load(path: str | Path | None = None) -> Dataset:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    # numpy reads any file it is given: a lone array (.npy) as an array, anything else as a
+    # pickle, refused with advice to unpickle it. An .npz is a zip archive; nothing else is.
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as f:
+            cut = f.read(4) == b"PK\x03\x04"  # a zip's start, its directory (at the end) gone
+        if cut:
+            raise DataError(f"{path}: not a readable .npz file (a zip archive cut short)")
+        keys = ", ".join(NPZ_KEYS)
+        raise DataError(f"{path}: not an .npz archive (a zip of {keys}), nor a folder of IDX files")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in NPZ_KEYS if k not in npz.files]

@@ -93,8 +93,14 @@ def test_missing_and_truncated_files(tmp_path, tiny_arrays):
     path = tmp_path / "cut.npz"
     np.savez(path, **tiny_arrays)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(DataError, match=r"not a readable \.npz"):
+    with pytest.raises(DataError, match=r"not a readable \.npz file \(a zip archive cut short\)"):
         data.load(path)
+    # A lone array, or any other file, is no .npz (numpy would read one, unpickle the other).
+    np.save(tmp_path / "one.npy", tiny_arrays["x_train"])
+    (tmp_path / "notes.npz").write_text("not arrays")
+    for name in ("one.npy", "notes.npz"):
+        with pytest.raises(DataError, match=rf"{name}: not an \.npz archive \(a zip of x_train"):
+            data.load(tmp_path / name)
 
 
 def test_bad_idx_files(tmp_path, tiny_arrays):

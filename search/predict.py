@@ -98,6 +98,10 @@ def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
+        # numpy reads whatever it is given (an .npz as an archive, other files as pickles).
+        with path.open("rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ImageError(f"{path}: not a .npy array (no numpy array header)")
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:

@@ -215,30 +215,28 @@ def export(
     return write(study, name or study.name, tuple(formats), "search.api.export", Path(models))
 
 
-def predict(model: str | Path, images: np.ndarray | Sequence[str | Path]) -> np.ndarray:
+def predict(
+    model: str | Path, images: np.ndarray | str | Path | Sequence[np.ndarray | str | Path]
+) -> np.ndarray:
     """Digit probabilities [N, 10] from an exported model (its folder or .keras file).
 
-    `images`: an array of digits (uint8 or float 0..255, [N, 28, 28] as MNIST has them, or
-    [N, H, W] photos and scans, each converted the way `digits predict` converts a file), or
-    a list of image files (PNG, JPEG, .npy). An image that seems to hold several digits side
-    by side, read as one, gets a `UserWarning` naming it.
+    `images`: an array of one image or many, one file, or a list of files and arrays (one
+    image each), as `predict.as_digits` takes them: digits as MNIST has them go to the model
+    as they are, photos and scans are converted the way `digits predict` converts a file.
+    An image that seems to hold several digits side by side, read as one, gets a
+    `UserWarning` naming it.
+
+    Raises:
+        ImageError: an image that cannot be read, or holds no digit (the message names it).
+        StudyError: no such model, or not one that classifies 28x28 digits.
     """
-    from search.predict import convert, find_model, load_model, read_image, several_digits
+    from search.data import NUM_CLASSES
+    from search.predict import as_digits, find_model, load_model
 
     file = find_model(Path(model), Path(model))
-    if isinstance(images, np.ndarray) and images.shape[1:] == (28, 28):
-        batch = np.asarray(images, np.float32)
-    else:
-        named = (
-            [(image, f"image {i}") for i, image in enumerate(images)]
-            if isinstance(images, np.ndarray)
-            else [(read_image(Path(f)), str(f)) for f in images]
-        )
-        digits = []
-        for image, name in named:
-            digit, count = convert(image, name)
-            if warning := several_digits(count):
-                warnings.warn(f"{name}: {warning}", stacklevel=2)
-            digits.append(digit)
-        batch = np.asarray(digits, np.float32)
+    batch, notes = as_digits(images)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    if not len(batch):
+        return np.zeros((0, NUM_CLASSES), np.float32)
     return load_model(file).predict(batch, verbose=0)

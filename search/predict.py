@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,13 +107,13 @@ def read_image(path: Path) -> np.ndarray:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
             raise ImageError(f"{path}: not a readable .npy array ({e})") from None
-        if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
-            array = array[..., :3].mean(axis=-1)
-        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-            raise ImageError(f"{path}: expected a 2-D numeric array, got shape {array.shape}")
-        if not np.isfinite(array).all():
-            raise ImageError(f"{path}: the array holds NaN or infinite values")
-        return _as_255(array.astype(np.float64))
+        batch = image_batch(array, str(path))
+        if len(batch) != 1:
+            raise ImageError(
+                f"{path}: holds {len(batch)} images; a file is one digit (search.api.predict "
+                "takes an array of many)"
+            )
+        return batch[0]
     try:
         with Image.open(path) as im:
             im.load()
@@ -136,6 +137,72 @@ def read_image(path: Path) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{path}: a damaged or unsupported image ({reason})") from None
+
+
+def image_batch(array: np.ndarray, name: str = "images") -> np.ndarray:
+    """`array` as a batch [N, H, W] of grey images on the 0..255 scale.
+
+    One image [H, W] or several [N, H, W], either with a last axis of 1, 3 or 4 channels
+    (grey, RGB, RGBA: their mean, alpha left out; no picture is 1-4 pixels wide); booleans,
+    uint8, 16-bit or float, 0..255 or 0..1, each image judged by itself as a file is.
+
+    Raises:
+        ImageError: not numbers, not finite, or of another shape; the message starts with
+            `name`.
+    """
+    array = np.asarray(array)
+    shape = array.shape
+    if array.dtype == bool:  # a mask: ink where True
+        array = array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise ImageError(f"{name}: expected numbers, got an array of {array.dtype}")
+    if array.ndim in (3, 4) and shape[-1] in (1, 3, 4):
+        array = array[..., :3].mean(axis=-1)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or 0 in array.shape[1:]:
+        raise ImageError(
+            f"{name}: expected one image [H, W] or several [N, H, W] (either with a last axis "
+            f"of 1, 3 or 4 channels), got shape {shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ImageError(f"{name}: the array holds NaN or infinite values")
+    return np.array([_as_255(image.astype(np.float64)) for image in array]).reshape(array.shape)
+
+
+def as_digits(
+    images: np.ndarray | str | Path | Sequence[np.ndarray | str | Path],
+) -> tuple[np.ndarray, list[str]]:
+    """28x28 digits for a model [N, 28, 28], and a warning for each image that seems to hold
+    several digits side by side.
+
+    `images`: an array of one image or many (`image_batch`), one file (`read_image`), or a
+    list of files and arrays of one image each (photos of different sizes). Arrays of 28x28
+    are digits as MNIST has them and go as they are; every other image, and every file, is
+    converted as `digits predict` converts a file (`convert`).
+    """
+    if isinstance(images, np.ndarray):
+        named = [(f"image {i}", image, True) for i, image in enumerate(image_batch(images))]
+    else:
+        named = []
+        for i, item in enumerate([images] if isinstance(images, str | Path) else images):
+            if isinstance(item, np.ndarray):
+                batch = image_batch(item, f"image {i}")
+                if len(batch) != 1:
+                    raise ImageError(f"image {i}: holds {len(batch)} images; a list holds one each")
+                named.append((f"image {i}", batch[0], True))
+            else:
+                named.append((str(item), read_image(Path(item)), False))
+    digits, notes = [], []
+    for name, image, array in named:
+        if array and image.shape == IMAGE_SHAPE:
+            digits.append(image)
+            continue
+        digit, count = convert(image, name)
+        if warning := several_digits(count):
+            notes.append(f"{name}: {warning}")
+        digits.append(digit)
+    return np.array(digits, np.float32).reshape(-1, *IMAGE_SHAPE), notes
 
 
 def on_background(rgba: Image.Image) -> Image.Image:

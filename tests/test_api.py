@@ -8,9 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from search import api
+from search import api, data
+from search.predict import ImageError
 from search.space import SpaceError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -83,3 +86,37 @@ def test_trials_come_as_a_dataframe_where_pandas_is_installed(finished_study):
     else:
         frame = api.trials_frame("smoke", root=finished_study)
         assert list(frame["trial"]) == [r["trial"] for r in rows]
+
+
+def test_predict_takes_one_image_or_many_as_arrays_and_files_come(tmp_path):
+    import keras
+
+    # Any model of digits will do: the forms of one input must reach it as the same digits.
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = tmp_path / "digits.keras"
+    net.save(model)
+    x = data.load().x_test[:3]
+    expected = api.predict(model, x)
+    assert expected.shape == (3, 10)
+    for form in (x[..., None], x / 255, np.repeat(x[..., None], 3, axis=-1)):
+        np.testing.assert_allclose(api.predict(model, form), expected, atol=1e-4)
+    np.testing.assert_allclose(api.predict(model, x[0]), expected[:1], atol=1e-4)  # one image
+    assert api.predict(model, []).shape == api.predict(model, x[:0]).shape == (0, 10)
+    # A photo: converted as `digits predict` converts it, in grey or in colour alike.
+    photo = 255 - np.asarray(Image.fromarray(x[0]).resize((100, 100)))
+    np.testing.assert_allclose(
+        api.predict(model, np.repeat(photo[..., None], 3, axis=-1)),
+        api.predict(model, photo),
+        atol=1e-4,
+    )
+    # A file, or a list of files; not a string taken apart letter by letter.
+    Image.fromarray(photo).save(tmp_path / "seven.png")
+    np.testing.assert_allclose(
+        api.predict(model, str(tmp_path / "seven.png")), api.predict(model, photo), atol=1e-4
+    )
+    # Files and arrays of different sizes in one list, each converted as the lone one is.
+    mixed = api.predict(model, [tmp_path / "seven.png", x[1], photo])
+    np.testing.assert_allclose(mixed[1:], [expected[1], api.predict(model, photo)[0]], atol=1e-4)
+    with pytest.raises(ImageError, match=r"images: expected one image \[H, W\] or several"):
+        api.predict(model, np.zeros(5))

@@ -203,6 +203,7 @@ def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monk
     (tmp_path / "cut.png").write_bytes((tmp_path / "huge.png").read_bytes()[:60])
     (tmp_path / "notes.png").write_text("a shopping list, saved as .png")
     np.savez(tmp_path / "digits.npz", x=_glyph())
+    np.save(tmp_path / "batch.npy", np.stack([_glyph()] * 3))
     (tmp_path / "digits.npz").rename(tmp_path / "archive.npy")  # an archive, named as one array
     np.save(tmp_path / "nan.npy", np.full((28, 28), np.nan))
     (tmp_path / "folder").mkdir()
@@ -211,6 +212,7 @@ def test_files_that_are_no_digit_images_are_named_with_the_reason(tmp_path, monk
         ("notes.png", r"not an image file \(no image format recognises it\)"),
         ("nan.npy", "the array holds NaN or infinite values"),
         ("archive.npy", r"not a \.npy array \(no numpy array header\)"),
+        ("batch.npy", "holds 3 images; a file is one digit"),
         ("folder", "a folder, not an image file"),
         ("missing.png", "no such file"),
     ]:

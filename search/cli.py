@@ -49,20 +49,26 @@ def cmd_spaces(args: argparse.Namespace, console: Console) -> int:
 
 
 def search_args(p: argparse.ArgumentParser) -> None:
-    add, at_least_1 = p.add_argument, at_least(1)
+    add = p.add_argument
+
+    def count(flag: str, **kwargs: Any) -> None:
+        """A flag for one of `SearchOptions`' counts, checked against its least value."""
+        name = flag.removeprefix("--").replace("-", "_")
+        add(flag, type=at_least(options.AT_LEAST[name]), default=DEFAULTS[name], **kwargs)
+
     add("--space", required=True, help="built-in space name or path to a .toml")
     add("--tuner", default=DEFAULTS["tuner"], choices=options.TUNERS)
     add("--study", help="study name under --logs (default: the space's name)")
-    add("--max-trials", type=at_least_1, help="trial budget (default: the tuner's)")
-    add("--max-epochs", type=at_least_1, help="cap on epochs per trial")
-    add("--train-size", type=at_least_1, help="search on a stratified subset of the images")
-    add("--val-size", type=at_least_1, default=DEFAULTS["val_size"], help="validation images")
-    add("--executions", type=at_least_1, default=DEFAULTS["executions"], help="seeds per trial")
-    add("--patience", type=at_least_1, default=DEFAULTS["patience"], help="epochs without gain")
+    count("--max-trials", help="trial budget (default: the tuner's)")
+    count("--max-epochs", help="cap on epochs per trial")
+    count("--train-size", help="search on a stratified subset of the images")
+    count("--val-size", help="validation images")
+    count("--executions", help="seeds per trial")
+    count("--patience", help="epochs without gain")
     add("--overwrite", action="store_true", help="delete the study and start over")
     add("--plan", action="store_true", help="print trials, epochs and time; train nothing")
-    add("--max-failures", type=at_least_1, default=DEFAULTS["max_failures"], help="in a row")
-    add("--workers", type=at_least_1, help="a chief and N workers on 127.0.0.1")
+    count("--max-failures", help="in a row")
+    add("--workers", type=at_least(1), help="a chief and N workers on 127.0.0.1")
     add("--chief", metavar="HOST:PORT", help="serve the oracle here to `digits worker`")
     add("--worker-timeout", type=at_least(10, float), default=WORKER_TIMEOUT, metavar="SECONDS")
     add("--strategy", choices=("mirrored",), help="train each trial on all local GPUs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,28 @@ SUPERVISED = "DIGITS_SUPERVISED"  # set in a process whose starter replaces it w
 CONTINUES = "DIGITS_SEARCH_STARTED"  # set in each replacement: the search's start, Unix time
 
 
+# The least value each of a search's counts may take: the command line checks its flags
+# against it, and `SearchOptions` checks what the Python API passes.
+AT_LEAST = {
+    "max_trials": 1,
+    "max_epochs": 1,
+    "train_size": 1,
+    "val_size": 1,
+    "executions": 1,
+    "patience": 1,
+    "top": 1,
+    "max_failures": 1,
+}
+
+
 @dataclass(frozen=True)
 class SearchOptions:
-    """Everything a search needs besides the space; the CLI fills it from its flags."""
+    """Everything a search needs besides the space; the CLI fills it from its flags.
+
+    Raises:
+        ValueError: an unknown tuner, or a count that is not a whole number of at least
+            `AT_LEAST`'s (keras-tuner would run something else: max_trials=-1 runs one).
+    """
 
     study: str
     tuner: str = "hyperband"
@@ -52,6 +72,15 @@ class SearchOptions:
     max_failures: int = 3  # consecutive failed trials that stop the search
     recycle: float = 0.0  # MiB of growth after which the process leaves (RECYCLE_EXIT); 0: never
     started: float | None = None  # Unix time the search began, when this process continues it
+
+    def __post_init__(self) -> None:
+        if self.tuner not in TUNERS:
+            raise ValueError(f"tuner: {self.tuner!r} is none of {', '.join(TUNERS)}")
+        for name, low in AT_LEAST.items():
+            value = getattr(self, name)
+            whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if value is not None and not (whole and value >= low):
+                raise ValueError(f"{name}: must be a whole number of at least {low}, got {value!r}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **given: Any) -> SearchOptions:

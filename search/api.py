@@ -27,7 +27,7 @@ from rich.console import Console
 
 from search import results
 from search import space as space_mod
-from search.options import EXPORT_FORMATS, MODELS_ROOT, SearchOptions
+from search.options import EXPORT_FORMATS, MODELS_ROOT, SearchOptions, check_counts
 from search.quiet import quiet_tensorflow
 from search.space import Space, SpaceError
 from search.study import DEFAULT_ROOT, Study
@@ -139,6 +139,9 @@ def retrain(
     progress: Progress | None = None,
 ) -> list[Path]:
     """Retrain the `top` trials with `seeds` seeds each; returns the members' folders."""
+    check_counts(top=top, seeds=seeds, epochs=epochs)
+    if time_budget is not None and not time_budget > 0:
+        raise ValueError(f"time_budget: must be a positive number of seconds, got {time_budget!r}")
     study = _study(study, root)
     study.read()
     quiet_tensorflow()
@@ -162,6 +165,7 @@ def fidelity(
     """Retrain a sample of the study's trials at full fidelity (`epochs` on every image
     outside the validation split, `seeds` each) and compare with the search's ranking;
     returns what `digits fidelity` prints (rank correlations, regret, seed spread)."""
+    check_counts(epochs=epochs)
     study = _study(study, root)
     study.read()
     quiet_tensorflow()

@@ -24,7 +24,7 @@ from search import space as space_mod
 from search.board import PORT
 from search.data import DataError
 from search.distribute import CONNECT_TIMEOUT, WORKER_TIMEOUT
-from search.options import SearchOptions, at_least, duration, share
+from search.options import SearchOptions, at_least, count_type, duration, share
 from search.quiet import quiet_tensorflow
 from search.space import SpaceError
 from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
@@ -54,7 +54,7 @@ def search_args(p: argparse.ArgumentParser) -> None:
     def count(flag: str, **kwargs: Any) -> None:
         """A flag for one of `SearchOptions`' counts, checked against its least value."""
         name = flag.removeprefix("--").replace("-", "_")
-        add(flag, type=at_least(options.AT_LEAST[name]), default=DEFAULTS[name], **kwargs)
+        add(flag, type=count_type(name), default=DEFAULTS[name], **kwargs)
 
     add("--space", required=True, help="built-in space name or path to a .toml")
     add("--tuner", default=DEFAULTS["tuner"], choices=options.TUNERS)
@@ -148,9 +148,9 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 def retrain_args(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
-    add("--top", type=at_least(1), default=3, help="how many of the best trials")
-    add("--seeds", type=at_least(1), default=1, help="seeds per trial")
-    add("--epochs", type=at_least(1), help="per member (default: each trial's best)")
+    add("--top", type=count_type("top"), default=3, help="how many of the best trials")
+    add("--seeds", type=count_type("seeds"), default=1, help="seeds per trial")
+    add("--epochs", type=count_type("epochs"), help="per member (default: each trial's best)")
     add("--time-budget", type=duration, metavar="DURATION", help="size members to it, e.g. 20m")
     add("--subsample", type=share, default=1.0, metavar="SHARE", help="each its own share")
 
@@ -222,7 +222,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def fidelity_args(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
-    add("--epochs", type=at_least(1), help="full fidelity (default: each trial's own epochs)")
+    add("--epochs", type=count_type("epochs"), help="full fidelity (default: each trial's own)")
     # A rank correlation needs two configurations at least.
     add("--sample", type=at_least(2), default=8, help="configurations spread over the ranking")
     add("--seeds", type=at_least(2), default=2, help="seeds per configuration")

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ SUPERVISED = "DIGITS_SUPERVISED"  # set in a process whose starter replaces it w
 CONTINUES = "DIGITS_SEARCH_STARTED"  # set in each replacement: the search's start, Unix time
 
 
-# The least value each of a search's counts may take: the command line checks its flags
-# against it, and `SearchOptions` checks what the Python API passes.
+# The least value each count may take: the command line checks its flags against it, and
+# `check_counts` what the Python API passes (a search's through `SearchOptions`).
 AT_LEAST = {
     "max_trials": 1,
     "max_epochs": 1,
@@ -42,7 +42,19 @@ AT_LEAST = {
     "patience": 1,
     "top": 1,
     "max_failures": 1,
+    "seeds": 1,
+    "epochs": 1,
 }
+
+
+def check_counts(**counts: Any) -> None:
+    """Raise ValueError naming the first count given that is not a whole number of at least
+    its `AT_LEAST` (None: not given)."""
+    for name, value in counts.items():
+        low = AT_LEAST[name]
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if value is not None and not (whole and value >= low):
+            raise ValueError(f"{name}: must be a whole number of at least {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
             raise ValueError(f"tuner: {self.tuner!r} is none of {', '.join(TUNERS)}")
-        for name, low in AT_LEAST.items():
-            value = getattr(self, name)
-            whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            if value is not None and not (whole and value >= low):
-                raise ValueError(f"{name}: must be a whole number of at least {low}, got {value!r}")
+        check_counts(**{f.name: getattr(self, f.name) for f in fields(self) if f.name in AT_LEAST})
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **given: Any) -> SearchOptions:
@@ -143,6 +151,11 @@ def at_least(low: int, kind: type = int) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
     return parse
+
+
+def count_type(name: str) -> Callable[[str], int]:
+    """The flag type of count `name`: a whole number of at least its `AT_LEAST`."""
+    return at_least(AT_LEAST[name])
 
 
 def share(text: str) -> float:

@@ -6,13 +6,14 @@ answers at once; a user's mistake is one line on stderr and exit status 2, no tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,15 @@ from search import space as space_mod
 from search.board import PORT
 from search.data import DataError
 from search.distribute import CONNECT_TIMEOUT, WORKER_TIMEOUT
-from search.options import SearchOptions, at_least, count_type, duration, share
+from search.options import (
+    SearchOptions,
+    at_least,
+    count_type,
+    duration,
+    file_to_write,
+    folder_to_write,
+    share,
+)
 from search.quiet import quiet_tensorflow
 from search.space import SpaceError
 from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
@@ -32,6 +41,15 @@ from search.study import DEFAULT_ROOT, Study, StudyError, write_atomic
 USER_ERRORS = (SpaceError, DataError, StudyError)
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(SearchOptions)}
 Handler = Callable[[argparse.Namespace, Console], int]
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """What stops a write to a path the user chose (permissions, a full disk), in one line."""
+    try:
+        yield
+    except OSError as e:
+        raise StudyError(f"{path}: cannot write there ({e.strerror or e})") from None
 
 
 def _study(args: argparse.Namespace) -> Study:
@@ -260,16 +278,17 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    add = p.add_argument
+    add(
         "images",
         nargs="+",
         type=Path,
         metavar="IMAGE",
         help="image files (PNG, JPEG, TIFF, .npy, ...) or folders of them",
     )
-    p.add_argument("--model", type=Path, help="an export or .keras file (default: the only one)")
-    p.add_argument("--json", action="store_true", help="JSON with the top 3 digits")
-    p.add_argument("--show", type=Path, metavar="DIR", help="write the 28x28 images it saw here")
+    add("--model", type=Path, help="an export or .keras file (default: the only one)")
+    add("--json", action="store_true", help="JSON with the top 3 digits")
+    add("--show", type=folder_to_write, metavar="DIR", help="write the 28x28 images it saw here")
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
@@ -278,8 +297,6 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     model_file = find_model(args.model, args.models)
     quiet_tensorflow()
     predictions, errors = classify(model_file, args.images)
-    if args.show:
-        show(predictions, args.show)
     if args.json:
         print(json.dumps([p.as_dict() for p in predictions] + errors, indent=2))
     else:
@@ -291,13 +308,16 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
             stderr.print(f"[yellow]warning:[/] {escape(p.file)}: {p.warning}")
     for e in errors:
         stderr.print(f"[red]error:[/] {escape(e['file'])}: {escape(e['error'])}")
+    if args.show:  # after the predictions: a folder that cannot be written loses only these
+        with writing(args.show):
+            show(predictions, args.show)
     return 2 if errors else 0
 
 
 def results_args(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
     add("--top", type=at_least(1), help="only the best K trials")
-    add("--csv", type=Path, help="also write the table to this CSV file")
+    add("--csv", type=file_to_write, help="also write the table to this CSV file")
     add("--json", action="store_true", help="print JSON instead of a table")
     add("--importance", action="store_true", help="which hyperparameters matter, with plots")
 
@@ -309,7 +329,8 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
     every = results.trial_rows(study)
     rows = every[: args.top]
     if args.csv:
-        write_atomic(args.csv, results.to_csv(rows))
+        with writing(args.csv):
+            write_atomic(args.csv, results.to_csv(rows))
         console.print(f"Wrote {len(rows)} trials to {args.csv}")
     if args.json:
         print(json.dumps(rows, indent=2))

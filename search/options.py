@@ -166,6 +166,20 @@ def share(text: str) -> float:
     return value
 
 
+def file_to_write(text: str) -> Path:
+    """A file to write, which may not exist yet; not a folder."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    return Path(text)
+
+
+def folder_to_write(text: str) -> Path:
+    """A folder to write into, which may not exist yet; not a file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return Path(text)
+
+
 def duration(text: str) -> float:
     """Seconds of a duration as `budget.parse_duration` reads it: 45m, 2h, 1h30."""
     try:

@@ -5,6 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from search import data
 
 
 def test_help_and_spaces_do_not_import_tensorflow(tmp_path):
@@ -80,3 +83,30 @@ def test_help_answers_without_tensorflow_and_names_every_command(tmp_path):
         assert command in done.stdout
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert "tensorflow" not in imported and "keras" not in imported
+
+
+def test_an_output_path_of_the_wrong_kind_is_refused_before_any_work(tmp_path, run_cli, capfd):
+    (tmp_path / "taken.png").touch()
+    for argv, message in [
+        (("results", "--study", "s", "--csv", tmp_path), "is a folder; give a file name"),
+        (("predict", tmp_path / "taken.png", "--show", tmp_path / "taken.png"), "is a file, not"),
+    ]:
+        with pytest.raises(SystemExit) as stopped:
+            run_cli(*argv, "--logs" if argv[0] == "results" else "--models", tmp_path)
+        assert stopped.value.code == 2 and message in capfd.readouterr().err
+
+
+def test_a_path_that_cannot_be_written_is_one_line_after_the_work(tmp_path, run_cli):
+    import keras
+
+    keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(
+        tmp_path / "digits.keras"
+    )
+    Image.fromarray(data.load().x_test[0]).save(tmp_path / "seven.png")
+    (tmp_path / "taken").touch()
+    seen = tmp_path / "taken" / "seen"  # under a file: no folder can be made there
+    code, out, err = run_cli(
+        "predict", tmp_path / "seven.png", "--model", tmp_path / "digits.keras", "--show", seen
+    )
+    assert code == 2 and "seven.png: " in out  # the predictions came first
+    assert err.strip().splitlines()[-1] == f"error: {seen}: cannot write there (Not a directory)"

@@ -31,7 +31,7 @@ from search.options import (
     count_type,
     duration,
     file_to_write,
-    folder_to_write,
+    folder_path,
     share,
 )
 from search.quiet import quiet_tensorflow
@@ -288,7 +288,7 @@ def predict_args(p: argparse.ArgumentParser) -> None:
     )
     add("--model", type=Path, help="an export or .keras file (default: the only one)")
     add("--json", action="store_true", help="JSON with the top 3 digits")
-    add("--show", type=folder_to_write, metavar="DIR", help="write the 28x28 images it saw here")
+    add("--show", type=folder_path, metavar="DIR", help="write the 28x28 images it saw here")
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
@@ -380,14 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     shared = {  # options several commands take, declared once
         "logs": options.shared(
-            "--logs", type=Path, default=DEFAULT_ROOT, help="where studies live"
+            "--logs", type=folder_path, default=DEFAULT_ROOT, help="where studies live"
         ),
         "study": options.shared("--study", required=True, help="study name under --logs"),
         "data": options.shared(
             "--data", help=".npz (Keras layout) or folder of IDX files; default MNIST"
         ),
         "models": options.shared(
-            "--models", type=Path, default=options.MODELS_ROOT, help="where exports live"
+            "--models", type=folder_path, default=options.MODELS_ROOT, help="where exports live"
         ),
         "seed": options.shared(
             "--seed", type=int, default=DEFAULTS["seed"], help="fixes split, seeds"

@@ -173,8 +173,8 @@ def file_to_write(text: str) -> Path:
     return Path(text)
 
 
-def folder_to_write(text: str) -> Path:
-    """A folder to write into, which may not exist yet; not a file."""
+def folder_path(text: str) -> Path:
+    """A folder (to read studies from or write into), which may not exist yet; not a file."""
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
     return Path(text)

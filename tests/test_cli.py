@@ -88,11 +88,13 @@ def test_help_answers_without_tensorflow_and_names_every_command(tmp_path):
 def test_an_output_path_of_the_wrong_kind_is_refused_before_any_work(tmp_path, run_cli, capfd):
     (tmp_path / "taken.png").touch()
     for argv, message in [
-        (("results", "--study", "s", "--csv", tmp_path), "is a folder; give a file name"),
+        (("results", "--study", "s", "--logs", tmp_path, "--csv", tmp_path), "is a folder; give"),
         (("predict", tmp_path / "taken.png", "--show", tmp_path / "taken.png"), "is a file, not"),
+        (("run", "--preset", "smoke", "--logs", tmp_path / "taken.png"), "is a file, not"),
+        (("export", "--study", "s", "--models", tmp_path / "taken.png"), "is a file, not"),
     ]:
         with pytest.raises(SystemExit) as stopped:
-            run_cli(*argv, "--logs" if argv[0] == "results" else "--models", tmp_path)
+            run_cli(*argv)
         assert stopped.value.code == 2 and message in capfd.readouterr().err
 
 

@@ -51,9 +51,27 @@ def free_port() -> int:
 
 def parse_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise StudyError(f"chief address {text!r}: expected HOST:PORT, e.g. 10.0.0.5:8000")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(
+            f"chief address {text!r}: expected HOST:PORT with a port of 1-65535, e.g. 10.0.0.5:8000"
+        )
     return host, int(port)
+
+
+def check_servable(host: str, port: int) -> None:
+    """Raise StudyError unless this machine can serve at `host`:`port`. keras-tuner's chief
+    starts its gRPC server without checking that it bound, and would wait for workers that
+    can never reach it (a port taken by another program, an address of another machine)."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, where = found[0]
+        with socket.socket(family, kind, proto) as s:
+            # As gRPC binds: a port whose last connections linger (a chief restarted) is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(where)
+    except OSError as e:
+        why = e.strerror or e
+        raise StudyError(f"chief address {host}:{port}: cannot serve there ({why})") from None
 
 
 def oracle_env(host: str, port: int, tuner_id: str) -> dict[str, str]:
@@ -216,7 +234,9 @@ def be_chief(
 ) -> Callable[[Any], contextlib.AbstractContextManager[list[str]]]:
     """Set this process up as the chief serving at `address` (HOST:PORT); returns what the
     search wraps its serving in: `watch_workers` on its oracle."""
-    os.environ.update(oracle_env(*parse_address(address), "chief"))
+    host, port = parse_address(address)
+    check_servable(host, port)
+    os.environ.update(oracle_env(host, port, "chief"))
     return functools.partial(watch_workers, study=study, timeout=timeout, console=console)
 
 

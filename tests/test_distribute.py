@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
+from search.study import Study, StudyError
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
 
@@ -335,3 +339,23 @@ def test_a_search_stopped_by_a_signal_stops_its_training_process(tmp_path, how):
         if proc.poll() is None:
             proc.kill()
     assert digits(*args, cwd=tmp_path).returncode == 0  # and the study resumes
+
+
+def test_a_chief_address_it_cannot_serve_at_is_refused_before_the_search(tmp_path):
+    import socket
+
+    from search.distribute import be_chief
+
+    study = Study("s", tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for address, message in [
+            (f"127.0.0.1:{port}", f"127.0.0.1:{port}: cannot serve there (Address already in use)"),
+            ("127.0.0.1:99999", "expected HOST:PORT with a port of 1-65535"),
+            ("127.0.0.1:port", "expected HOST:PORT"),
+        ]:
+            with pytest.raises(StudyError, match=re.escape(message)):
+                be_chief(address, study, 60, Console(quiet=True))
+    assert "KERASTUNER_ORACLE_PORT" not in os.environ  # nothing set up for keras-tuner

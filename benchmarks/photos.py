@@ -13,6 +13,7 @@ then pairs of them in one file, each of which should be warned of):
   page, strokes thinner or thicker; grey PNG;
 - scan, colour: the same on tinted paper in coloured ink, JPEG quality 90;
 - scan, fine pen: the digit large (200-400 px) and traced by a pen 1-3 px wide;
+- scan, pencil: faint strokes, 10-30 grey levels below the paper, in grain of 2-5 levels;
 - photo: a brightness gradient and a soft shadow across the page, rotation up to 10 degrees,
   off-centre, JPEG quality 50-90, colour;
 - photo, ruled: a photo on ruled paper (a line across the page under the digit);
@@ -112,6 +113,14 @@ def scan(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
     return save(paper(place(strokes(digit, rng), rng, centred=False), rng, None), path)
 
 
+def pencil(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
+    """Faint strokes, as a hard pencil or a light scan leaves them: 10-30 grey levels below
+    the paper, whose grain spreads 2-5 levels."""
+    ink = place(strokes(digit, rng), rng, centred=False)
+    page = rng.uniform(190, 240) - rng.uniform(10, 30) * ink
+    return save(np.clip(page + rng.normal(0, rng.uniform(2, 5), page.shape), 0, 255), path)
+
+
 def scan_colour(digit: np.ndarray, rng: np.random.Generator, path: Path) -> Path:
     page = paper(place(strokes(digit, rng), rng, centred=False), rng, None)
     return save(colour(page, rng), path, quality=90)
@@ -164,6 +173,7 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] =
     "scan: dark ink on grey paper, grain, any place, size and stroke": scan,
     "scan, colour: tinted paper, coloured ink, JPEG 90": scan_colour,
     "scan, fine pen: strokes 1-3 px wide, the digit 200-400 px tall": fine_pen,
+    "scan, pencil: strokes 10-30 grey levels below the paper, grain 2-5": pencil,
     "photo: gradient, shadow, rotation, JPEG 50-90, colour": photo,
     "photo, ruled: the same on ruled paper": lambda d, r, p: photo(d, r, p, "ruled"),
     "photo, squared: the same on squared paper": lambda d, r, p: photo(d, r, p, "squared"),

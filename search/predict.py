@@ -3,10 +3,11 @@
 Images are converted the way MNIST was made: grayscale, inverted when the background is light
 (MNIST digits are light on dark), cropped to the digit, fitted into a 20x20 box keeping the
 aspect ratio, and centred by centre of mass in a 28x28 frame. Photos and scans need more
-first: a sheet cut out of the table it lies on, the paper's lighting taken away, specks and
-ruled lines dropped, a fine pen's strokes widened to MNIST's. `.npy` arrays go through the
-same steps. One image is one digit: where its strokes stand apart in a row, as a number's
-digits do, the prediction carries a warning (`side_by_side`).
+first: a sheet cut out of the table it lies on, the paper's lighting taken away, faint strokes
+lifted out of the paper's grain, specks and ruled lines dropped, a fine pen's strokes widened
+to MNIST's. `.npy` arrays go through the same steps. One image is one digit: where its strokes
+stand apart in a row, as a number's digits do, the prediction carries a warning
+(`side_by_side`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ THIN, STROKE = 0.05, 0.14
 # than that are one digit's (a 4 whose bar stops short of its stem). Breaks in a stroke of up
 # to about twice BRIDGE of the height are bridged first (a fine pen's 0 drawn as two arcs).
 GAP, BRIDGE = 0.1, 0.04
+# Ink that stands this many spreads of the paper's grain above it is a stroke's; a split of
+# the grain itself in two (a faint pencil, or no digit at all) stands about 2 apart. Below
+# it, the picture is smoothed by GRAIN pixels first, which lifts faint strokes above the
+# grain but dims thin printed lines below the threshold in places (they would stay).
+SEPARATION, GRAIN = 3.0, 0.7
 
 
 class ImageError(Exception):
@@ -242,7 +248,8 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """Convert a grayscale photo, scan or array to an MNIST-style uint8 28x28 digit.
 
     A photographed sheet is cut from the table around it (`on_the_sheet`), the paper and its
-    uneven lighting are taken away (`ink`), grain and specks dropped and the digit found as
+    uneven lighting are taken away (`ink`; the picture smoothed first where faint strokes are
+    lost among the paper's grain, `grainy`), grain and specks dropped and the digit found as
     its main strokes (`strokes`), a fine pen's strokes widened to MNIST's (`thicken`), then
     the MNIST steps: fitted into 20x20 keeping its aspect ratio, centred by centre of mass in
     28x28.
@@ -256,7 +263,10 @@ def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
     gray = on_the_sheet(_at_most(gray, WORK_SIZE))
-    found = strokes(ink(gray))
+    amount = ink(gray)
+    if grainy(amount):
+        amount = ink(ndimage.gaussian_filter(gray, GRAIN))
+    found = strokes(amount)
     if found is None:
         raise ImageError(f"{name}: empty image (no digit found)")
     digit, count = found
@@ -374,6 +384,17 @@ def ink(gray: np.ndarray) -> np.ndarray:
     difference = np.clip(difference, 0, None)
     top = np.percentile(difference, 99.9)
     return np.clip(difference / top, 0, 1) if top > 0 else difference
+
+
+def grainy(amount: np.ndarray) -> bool:
+    """Whether the ink map's split into ink and paper (Otsu's) stands less than `SEPARATION`
+    spreads of the paper's grain apart: faint strokes, lost among the grain."""
+    mask = amount > max(otsu(amount), INK)
+    if mask.all() or not mask.any():
+        return False
+    paper = amount[~mask]
+    spread = 1.4826 * np.median(np.abs(paper - np.median(paper)))
+    return bool(np.median(amount[mask]) - np.median(paper) < SEPARATION * spread)
 
 
 def strokes(amount: np.ndarray) -> tuple[np.ndarray, int] | None:

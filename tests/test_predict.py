@@ -75,6 +75,18 @@ def test_a_photographed_digit_converts_to_what_the_clean_digit_does(digits):
         assert alike(to_mnist(page(digit, rng, squared=True)), photo) > 0.9
 
 
+def test_a_faint_pencil_digit_converts_to_what_the_clean_digit_does(digits):
+    # Strokes 15 grey levels below the paper, its grain's spread 3: each stroke pixel is
+    # within grain of some paper pixel, but strokes stand out over their width.
+    rng = np.random.default_rng(3)
+    for digit in digits[0]:
+        big = np.asarray(Image.fromarray(digit).resize((110, 110), Image.Resampling.BILINEAR))
+        ink = np.zeros((200, 200))
+        ink[40:150, 50:160] = big / 255
+        faint = 215 - 15 * ink + rng.normal(0, 3, ink.shape)
+        assert alike(to_mnist(faint), to_mnist(215 - 150 * ink)) > 0.9
+
+
 def test_digits_written_side_by_side_are_counted(digits):
     rng = np.random.default_rng(2)
     x = digits[0]

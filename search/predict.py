@@ -195,7 +195,9 @@ def as_digits(
             if isinstance(item, np.ndarray):
                 batch = image_batch(item, f"image {i}")
                 if len(batch) != 1:
-                    raise ImageError(f"image {i}: holds {len(batch)} images; a list holds one each")
+                    raise ImageError(
+                        f"image {i}: holds {len(batch)} images; each item of a list is one image"
+                    )
                 named.append((f"image {i}", batch[0], True))
             else:
                 named.append((str(item), read_image(Path(item)), False))

@@ -120,3 +120,5 @@ def test_predict_takes_one_image_or_many_as_arrays_and_files_come(tmp_path):
     np.testing.assert_allclose(mixed[1:], [expected[1], api.predict(model, photo)[0]], atol=1e-4)
     with pytest.raises(ImageError, match=r"images: expected one image \[H, W\] or several"):
         api.predict(model, np.zeros(5))
+    with pytest.raises(ImageError, match="image 1: holds 3 images; each item of a list is one"):
+        api.predict(model, [photo, x])

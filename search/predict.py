@@ -113,13 +113,8 @@ def read_image(path: Path) -> np.ndarray:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
             raise ImageError(f"{path}: not a readable .npy array ({e})") from None
-        batch = image_batch(array, str(path))
-        if len(batch) != 1:
-            raise ImageError(
-                f"{path}: holds {len(batch)} images; a file is one digit (search.api.predict "
-                "takes an array of many)"
-            )
-        return batch[0]
+        why = "a file is one digit (search.api.predict takes an array of many)"
+        return one_image(array, str(path), why)
     try:
         with Image.open(path) as im:
             im.load()
@@ -176,6 +171,14 @@ def image_batch(array: np.ndarray, name: str = "images") -> np.ndarray:
     return np.array([_as_255(image.astype(np.float64)) for image in array]).reshape(array.shape)
 
 
+def one_image(array: np.ndarray, name: str, why: str) -> np.ndarray:
+    """`image_batch`'s image where `array` must hold one; else ImageError saying `why`."""
+    batch = image_batch(array, name)
+    if len(batch) != 1:
+        raise ImageError(f"{name}: holds {len(batch)} images; {why}")
+    return batch[0]
+
+
 def as_digits(
     images: np.ndarray | str | Path | Sequence[np.ndarray | str | Path],
 ) -> tuple[np.ndarray, list[str]]:
@@ -193,12 +196,8 @@ def as_digits(
         named = []
         for i, item in enumerate([images] if isinstance(images, str | Path) else images):
             if isinstance(item, np.ndarray):
-                batch = image_batch(item, f"image {i}")
-                if len(batch) != 1:
-                    raise ImageError(
-                        f"image {i}: holds {len(batch)} images; each item of a list is one image"
-                    )
-                named.append((f"image {i}", batch[0], True))
+                image = one_image(item, f"image {i}", "each item of a list is one image")
+                named.append((f"image {i}", image, True))
             else:
                 named.append((str(item), read_image(Path(item)), False))
     digits, notes = [], []
@@ -388,10 +387,15 @@ def ink(gray: np.ndarray) -> np.ndarray:
     return np.clip(difference / top, 0, 1) if top > 0 else difference
 
 
+def inked(amount: np.ndarray) -> np.ndarray:
+    """Where an ink map holds ink: above Otsu's split from the paper, and above `INK`."""
+    return amount > max(otsu(amount), INK)
+
+
 def grainy(amount: np.ndarray) -> bool:
     """Whether the ink map's split into ink and paper (Otsu's) stands less than `SEPARATION`
     spreads of the paper's grain apart: faint strokes, lost among the grain."""
-    mask = amount > max(otsu(amount), INK)
+    mask = inked(amount)
     if mask.all() or not mask.any():
         return False
     paper = amount[~mask]
@@ -408,7 +412,7 @@ def strokes(amount: np.ndarray) -> tuple[np.ndarray, int] | None:
     specks are dropped, and so are ruled lines and a page's edge (`drop_lines`). Pixels that
     touch at a corner are connected: a fine pen's diagonal is a chain of such pixels.
     """
-    mask = drop_lines(amount > max(otsu(amount), INK))
+    mask = drop_lines(inked(amount))
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if not count:
         return None

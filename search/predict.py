@@ -187,8 +187,9 @@ def as_digits(
 
     `images`: an array of one image or many (`image_batch`), one file (`read_image`), or a
     list of files and arrays of one image each (photos of different sizes). Arrays of 28x28
-    are digits as MNIST has them and go as they are; every other image, and every file, is
-    converted as `digits predict` converts a file (`convert`).
+    on a dark ground are digits as MNIST has them and go as they are; every other image (a
+    28x28 drawing dark on light among them), and every file, is converted as `digits predict`
+    converts a file (`convert`).
     """
     if isinstance(images, np.ndarray):
         named = [(f"image {i}", image, True) for i, image in enumerate(image_batch(images))]
@@ -202,7 +203,7 @@ def as_digits(
                 named.append((str(item), read_image(Path(item)), False))
     digits, notes = [], []
     for name, image, array in named:
-        if array and image.shape == IMAGE_SHAPE:
+        if array and image.shape == IMAGE_SHAPE and np.median(_border(image)) < 128:
             digits.append(image)
             continue
         digit, count = convert(image, name)
@@ -261,6 +262,7 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
 def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
     """`to_mnist`'s digit, and how many digits the strokes stand for side by side
     (`side_by_side`): more than one, and the 28x28 image squeezes them all into one box."""
+    gray = np.asarray(gray, np.float64)  # uint8 sums and differences would wrap around
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
     gray = on_the_sheet(_at_most(gray, WORK_SIZE))

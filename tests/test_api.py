@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search import api, data
+from search import api, data, predict
 from search.predict import ImageError
 from search.space import SpaceError
 
@@ -103,6 +103,12 @@ def test_predict_takes_one_image_or_many_as_arrays_and_files_come(tmp_path):
         np.testing.assert_allclose(api.predict(model, form), expected, atol=1e-4)
     np.testing.assert_allclose(api.predict(model, x[0]), expected[:1], atol=1e-4)  # one image
     assert api.predict(model, []).shape == api.predict(model, x[:0]).shape == (0, 10)
+    # A 28x28 drawing dark on light is no MNIST digit as it stands: it is converted, and
+    # reaches the model light on dark, as its MNIST twin does.
+    drawn = predict.as_digits(255 - x[0])[0][0]
+    np.testing.assert_array_equal(drawn, predict.to_mnist(x[0]))
+    assert predict.to_mnist(x[0])[0].max() == 0  # a dark ground, as MNIST's
+    np.testing.assert_allclose(api.predict(model, 255 - x[0]), api.predict(model, drawn), atol=1e-4)
     # A photo: converted as `digits predict` converts it, in grey or in colour alike.
     photo = 255 - np.asarray(Image.fromarray(x[0]).resize((100, 100)))
     np.testing.assert_allclose(

@@ -90,8 +90,9 @@ BUDGET_FILE = "budget.json"  # a retraining's member sizes and calibration, in r
 BUDGET_MARGIN = 0.9
 # Where the time left fits fewer epochs than this per member, fewer members train, each
 # longer: on the quick preset's configurations one member of 8 epochs erred less than two of
-# 4 averaged, and one of 12 less than two of 6, but one of 32 no less than two of 16 (a fast
-# CPU's plan; BENCHMARKS.md, experiments). Nothing between was measured: 8 sits in the gap.
+# 4 averaged, and one of 12 less than two of 6, but two of 9 no more than one of 16, nor two
+# of 16 than one of 32 (BENCHMARKS.md, experiments): from about 8 epochs each, two do no
+# worse than one.
 MIN_EPOCHS = 8
 
 

@@ -225,8 +225,9 @@ def predict(
     """Digit probabilities [N, 10] from an exported model (its folder or .keras file).
 
     `images`: an array of one image or many, one file, or a list of files and arrays (one
-    image each), as `predict.as_digits` takes them: digits as MNIST has them go to the model
-    as they are, photos and scans are converted the way `digits predict` converts a file.
+    image each), as `predict.as_digits` takes them: digits as MNIST has them (28x28, light
+    on dark) go to the model as they are; photos, scans and digits drawn dark on light are
+    converted the way `digits predict` converts a file.
     An image that seems to hold several digits side by side, read as one, gets a
     `UserWarning` naming it.
 

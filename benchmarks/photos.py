@@ -21,6 +21,10 @@ then pairs of them in one file, each of which should be warned of):
   the digit);
 - photo, on a table: the photographed sheet tilted on a darker table that surrounds it.
 
+Then digits by other writers than MNIST's: the UCI handwritten digits (scikit-learn's copy,
+1,797 digits of 8x8 pixels in 17 grey levels, bold strokes filling the frame), as they are and
+enlarged to 32x32.
+
 Replaces the `photos` section of BENCHMARKS.md.
 """
 
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from sklearn.datasets import load_digits
 from throughput import hardware, update_benchmarks
 
 from search import data
@@ -222,6 +227,17 @@ def main() -> None:
             for i in range(0, len(y) - 1, 2)
         ]
         warned = np.mean([convert(read_image(f), str(f))[1] > 1 for f in pairs])
+    uci = load_digits()
+    other = {}
+    for size in (8, 32):
+        images = [
+            Image.fromarray((image * 255 / 16).astype(np.float32)).resize(
+                (size, size), Image.Resampling.BILINEAR
+            )
+            for image in uci.images
+        ]
+        digits = np.stack([convert(np.asarray(im, np.float64))[0] for im in images])
+        other[size] = (model.predict(digits, verbose=0).argmax(axis=1) == uci.target).mean()
     base = rows[0][1]
     text = "\n".join(
         [
@@ -238,6 +254,10 @@ def main() -> None:
             "",
             f"Consecutive pairs of these digits side by side in one file, clean: "
             f"{warned:.1%} of {len(pairs)} warned of.",
+            "",
+            f"Other writers: the {len(uci.target):,} UCI handwritten digits "
+            f"(`sklearn.datasets.load_digits`, 8x8): {other[8]:.1%} as they are, "
+            f"{other[32]:.1%} enlarged to 32x32 (bilinear).",
         ]
     )
     print(text)

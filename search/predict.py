@@ -48,6 +48,11 @@ GAP, BRIDGE = 0.1, 0.04
 # it, the picture is smoothed by GRAIN pixels first, which lifts faint strokes above the
 # grain but dims thin printed lines below the threshold in places (they would stay).
 SEPARATION, GRAIN = 3.0, 0.7
+# The paper's level is modelled through a window a quarter of the picture wide, which takes
+# strokes about as wide for paper: those of a bold digit cropped tight (a marker, a thumbnail,
+# the UCI digits' 8x8). Strokes this share of the window wide or more are measured from the
+# level of the paper at the picture's border instead (most of MNIST's measure 0.3-0.6).
+BOLD = 0.65
 
 
 class ImageError(Exception):
@@ -251,10 +256,11 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
 
     A photographed sheet is cut from the table around it (`on_the_sheet`), the paper and its
     uneven lighting are taken away (`ink`; the picture smoothed first where faint strokes are
-    lost among the paper's grain, `grainy`), grain and specks dropped and the digit found as
-    its main strokes (`strokes`), a fine pen's strokes widened to MNIST's (`thicken`), then
-    the MNIST steps: fitted into 20x20 keeping its aspect ratio, centred by centre of mass in
-    28x28.
+    lost among the paper's grain, `grainy`; the paper's level taken at the border where the
+    strokes are too bold to model it around them, `bold`), grain and specks dropped and the
+    digit found as its main strokes (`strokes`), a fine pen's strokes widened to MNIST's
+    (`thicken`), then the MNIST steps: fitted into 20x20 keeping its aspect ratio, centred by
+    centre of mass in 28x28.
     """
     return convert(gray, name)[0]
 
@@ -269,6 +275,8 @@ def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
     amount = ink(gray)
     if grainy(amount):
         amount = ink(ndimage.gaussian_filter(gray, GRAIN))
+    if bold(amount):
+        amount = ink(gray, flat=True)
     found = strokes(amount)
     if found is None:
         raise ImageError(f"{name}: empty image (no digit found)")
@@ -364,21 +372,24 @@ def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
     return sheet
 
 
-def ink(gray: np.ndarray) -> np.ndarray:
+def ink(gray: np.ndarray, flat: bool = False) -> np.ndarray:
     """How much ink each pixel holds, 0..1, light on dark like MNIST, the background gone.
 
     The paper's level is estimated everywhere at once, so a brightness gradient or a shadow
     across the page does not read as ink: a grey closing (for dark ink on light paper; an
     opening for light on dark) wider than any stroke wipes the strokes out of the image, a
-    blur smooths what is left, and the ink is what the image differs from it by.
+    blur smooths what is left, and the ink is what the image differs from it by. `flat`:
+    the paper's level is one, the border's (for strokes as wide as the window, `bold`).
     """
-    h, w = gray.shape
     border = _border(gray)
     dark_ink = (
         np.median(border) > np.median(gray) or np.median(border) > (gray.min() + gray.max()) / 2
     )
-    width = max(3, min(h, w) // 4)
-    if dark_ink:
+    width = _window(gray.shape)
+    if flat:
+        level = np.median(border)
+        difference = level - gray if dark_ink else gray - level
+    elif dark_ink:
         background = ndimage.grey_closing(gray, size=width)
         difference = ndimage.uniform_filter(background, width) - gray
     else:
@@ -387,6 +398,18 @@ def ink(gray: np.ndarray) -> np.ndarray:
     difference = np.clip(difference, 0, None)
     top = np.percentile(difference, 99.9)
     return np.clip(difference / top, 0, 1) if top > 0 else difference
+
+
+def _window(shape: tuple[int, ...]) -> int:
+    """The width of the window `ink` models the paper's level through."""
+    return max(3, min(shape) // 4)
+
+
+def bold(amount: np.ndarray) -> bool:
+    """Whether the strokes of an ink map are `BOLD` of `ink`'s window wide or more: the
+    window took part of them for paper."""
+    mask = inked(amount)
+    return bool(mask.any()) and stroke_width(mask) >= BOLD * _window(amount.shape)
 
 
 def inked(amount: np.ndarray) -> np.ndarray:

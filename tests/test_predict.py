@@ -87,6 +87,21 @@ def test_a_faint_pencil_digit_converts_to_what_the_clean_digit_does(digits):
         assert alike(to_mnist(faint), to_mnist(215 - 150 * ink)) > 0.9
 
 
+def test_a_bold_digit_cropped_tight_keeps_its_strokes_whole():
+    # A ring whose stroke is as wide as the window the paper's level is modelled through
+    # (a quarter of a small picture), as a marker's digit cropped tight or a thumbnail has
+    # them: that window took half of it for paper, and the 0 came out thin and broken.
+    def ring(size: int) -> np.ndarray:
+        yy, xx = (np.mgrid[:size, :size] - (size - 1) / 2) / size
+        return np.where((np.hypot(yy, xx) <= 0.45) & (np.hypot(yy, xx) >= 0.2), 30.0, 230.0)
+
+    roomy = to_mnist(ring(64))
+    for size in (12, 16, 24):
+        tight = to_mnist(ring(size))
+        assert (tight > 128).sum() >= 0.8 * (roomy > 128).sum()
+        assert alike(tight, roomy) > 0.88
+
+
 def test_digits_written_side_by_side_are_counted(digits):
     rng = np.random.default_rng(2)
     x = digits[0]

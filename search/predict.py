@@ -208,7 +208,7 @@ def as_digits(
                 named.append((str(item), read_image(Path(item)), False))
     digits, notes = [], []
     for name, image, array in named:
-        if array and image.shape == IMAGE_SHAPE and np.median(_border(image)) < 128:
+        if array and image.shape == IMAGE_SHAPE and not dark_on_light(image):
             digits.append(image)
             continue
         digit, count = convert(image, name)
@@ -381,13 +381,10 @@ def ink(gray: np.ndarray, flat: bool = False) -> np.ndarray:
     blur smooths what is left, and the ink is what the image differs from it by. `flat`:
     the paper's level is one, the border's (for strokes as wide as the window, `bold`).
     """
-    border = _border(gray)
-    dark_ink = (
-        np.median(border) > np.median(gray) or np.median(border) > (gray.min() + gray.max()) / 2
-    )
+    dark_ink = dark_on_light(gray)
     width = _window(gray.shape)
     if flat:
-        level = np.median(border)
+        level = np.median(_border(gray))
         difference = level - gray if dark_ink else gray - level
     elif dark_ink:
         background = ndimage.grey_closing(gray, size=width)
@@ -398,6 +395,13 @@ def ink(gray: np.ndarray, flat: bool = False) -> np.ndarray:
     difference = np.clip(difference, 0, None)
     top = np.percentile(difference, 99.9)
     return np.clip(difference / top, 0, 1) if top > 0 else difference
+
+
+def dark_on_light(gray: np.ndarray) -> bool:
+    """Whether `gray` holds dark ink on a light ground: its border (the paper) lighter than
+    most of it, or than the middle of its range."""
+    border = np.median(_border(gray))
+    return bool(border > np.median(gray) or border > (gray.min() + gray.max()) / 2)
 
 
 def _window(shape: tuple[int, ...]) -> int:

@@ -1,4 +1,4 @@
-"""Shared helpers: tiny datasets written to tmp_path, and the CLI called in-process."""
+"""Shared helpers: tiny datasets in tmp_path, a stand-in model, the CLI called in-process."""
 
 from __future__ import annotations
 
@@ -37,6 +37,18 @@ def smoke_search():
         return [*random_smoke(trials), *TINY, *map(str, more)]
 
     return argv
+
+
+@pytest.fixture
+def stand_in_model(tmp_path) -> Path:
+    """A `.keras` file of an untrained digit model ([N, 28, 28] -> 10 scores), seeded: where
+    any model will do, as long as the same digits reach it the same way."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    net.save(tmp_path / "digits.keras")
+    return tmp_path / "digits.keras"
 
 
 def smoke_run(data: Path, root: Path) -> list[str]:

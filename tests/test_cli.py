@@ -98,17 +98,14 @@ def test_an_output_path_of_the_wrong_kind_is_refused_before_any_work(tmp_path, r
         assert stopped.value.code == 2 and message in capfd.readouterr().err
 
 
-def test_a_path_that_cannot_be_written_is_one_line_after_the_work(tmp_path, run_cli):
-    import keras
-
-    keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(
-        tmp_path / "digits.keras"
-    )
+def test_a_path_that_cannot_be_written_is_one_line_after_the_work(
+    tmp_path, run_cli, stand_in_model
+):
     Image.fromarray(data.load().x_test[0]).save(tmp_path / "seven.png")
     (tmp_path / "taken").touch()
     seen = tmp_path / "taken" / "seen"  # under a file: no folder can be made there
     code, out, err = run_cli(
-        "predict", tmp_path / "seven.png", "--model", tmp_path / "digits.keras", "--show", seen
+        "predict", tmp_path / "seven.png", "--model", stand_in_model, "--show", seen
     )
     assert code == 2 and "seven.png: " in out  # the predictions came first
     assert err.strip().splitlines()[-1] == f"error: {seen}: cannot write there (Not a directory)"

@@ -27,7 +27,13 @@ from rich.console import Console
 
 from search import results
 from search import space as space_mod
-from search.options import EXPORT_FORMATS, MODELS_ROOT, SearchOptions, check_counts
+from search.options import (
+    EXPORT_FORMATS,
+    MODELS_ROOT,
+    SearchOptions,
+    check_counts,
+    check_time_budget,
+)
 from search.quiet import quiet_tensorflow
 from search.space import Space, SpaceError
 from search.study import DEFAULT_ROOT, Study
@@ -140,8 +146,7 @@ def retrain(
 ) -> list[Path]:
     """Retrain the `top` trials with `seeds` seeds each; returns the members' folders."""
     check_counts(top=top, seeds=seeds, epochs=epochs)
-    if time_budget is not None and not time_budget > 0:
-        raise ValueError(f"time_budget: must be a positive number of seconds, got {time_budget!r}")
+    check_time_budget(time_budget)
     study = _study(study, root)
     study.read()
     quiet_tensorflow()

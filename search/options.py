@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -57,13 +58,21 @@ def check_counts(**counts: Any) -> None:
             raise ValueError(f"{name}: must be a whole number of at least {low}, got {value!r}")
 
 
+def check_time_budget(seconds: Any) -> None:
+    """Raise ValueError unless `seconds` is None (no budget) or a finite positive number."""
+    real = isinstance(seconds, numbers.Real) and not isinstance(seconds, bool)
+    if seconds is not None and not (real and 0 < seconds < math.inf):
+        raise ValueError(f"time_budget: must be a positive number of seconds, got {seconds!r}")
+
+
 @dataclass(frozen=True)
 class SearchOptions:
     """Everything a search needs besides the space; the CLI fills it from its flags.
 
     Raises:
-        ValueError: an unknown tuner, or a count that is not a whole number of at least
-            `AT_LEAST`'s (keras-tuner would run something else: max_trials=-1 runs one).
+        ValueError: an unknown tuner, a count that is not a whole number of at least
+            `AT_LEAST`'s (keras-tuner would run something else: max_trials=-1 runs one), or
+            a time budget that is not a positive number of seconds.
     """
 
     study: str
@@ -89,6 +98,7 @@ class SearchOptions:
         if self.tuner not in TUNERS:
             raise ValueError(f"tuner: {self.tuner!r} is none of {', '.join(TUNERS)}")
         check_counts(**{f.name: getattr(self, f.name) for f in fields(self) if f.name in AT_LEAST})
+        check_time_budget(self.time_budget)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **given: Any) -> SearchOptions:

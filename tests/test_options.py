@@ -17,6 +17,9 @@ from search.options import AT_LEAST, SearchOptions
         ({"executions": 2.5}, "executions: must be a whole number of at least 1, got 2.5"),
         ({"val_size": True}, "val_size: must be a whole number of at least 1, got True"),
         ({"tuner": "annealing"}, "tuner: 'annealing' is none of hyperband, random, bayesian"),
+        ({"time_budget": 0}, "time_budget: must be a positive number of seconds, got 0"),
+        ({"time_budget": "15m"}, "time_budget: must be a positive number of seconds, got '15m'"),
+        ({"time_budget": float("inf")}, "time_budget: must be a positive .* got inf"),
     ],
 )
 def test_the_api_gets_the_checks_the_command_line_makes(tmp_path, given, message):

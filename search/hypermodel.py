@@ -89,20 +89,24 @@ REPLANNABLE = ("constant", "exponential")
 
 def schedule_callbacks(config: dict[str, Any], epochs: int) -> list[keras.callbacks.Callback]:
     """What a fit of `config` planned for `epochs` needs beside `compile_model`'s optimizer."""
-    return [EpochDecay(config, epochs)] if config["schedule"] == "exponential" else []
+    decay = [EpochDecay(config, epochs)] if config["schedule"] == "exponential" else []
+    # Validation scores the averaged weights, the ones the fit ends with (Keras swaps them
+    # in when it finishes), so a search ranks what retraining keeps.
+    return decay + ([keras.callbacks.SwapEMAWeights()] if config["ema"] else [])
 
 
 def compile_model(model: keras.Model, config: dict[str, Any], steps: int, epochs: int) -> None:
     """Compile with the optimizer, schedule and label smoothing of `config`."""
     lr = learning_rate(config, steps, epochs)
     wd = config["weight_decay"] or None
+    ema = {"use_ema": bool(config["ema"]), "ema_momentum": config["ema"] or 0.99}
     optimizer = {
-        "adam": lambda: keras.optimizers.Adam(lr),
-        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004),
+        "adam": lambda: keras.optimizers.Adam(lr, **ema),
+        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=wd or 0.004, **ema),
         "sgd": lambda: keras.optimizers.SGD(
-            lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=wd
+            lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=wd, **ema
         ),
-        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr, **ema),
     }[config["optimizer"]]()
     model.compile(
         optimizer=optimizer,

@@ -118,6 +118,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "warmup_epochs": _range(int, 0, "cosine: linear warm-up epochs", 0, 100),
         "weight_decay": _range(float, 0.0, "adamw/sgd weight decay", 0, 1),
         "label_smoothing": _range(float, 0.0, "label smoothing", 0, 1, hi_open=True),
+        "ema": _range(
+            float,
+            0.0,
+            "weight averaging: momentum per step of a moving average of the weights, which "
+            "validation scores and training ends with (0: off; 0.999 averages ~1,000 steps)",
+            0,
+            1,
+            hi_open=True,
+        ),
         "batch_size": _range(int, 128, "batch size", 1, 8192),
         "precision": _one_of(
             "float32",

@@ -119,7 +119,13 @@ class Rates(keras.callbacks.Callback):
 
 def rates(epochs: int, fit_epochs: int, replan: dict[int, int] | None = None) -> list[float]:
     """The rate of each epoch of a tiny model trained with the schedule planned for `epochs`."""
-    config = {"learning_rate": 0.01, "schedule": "exponential", "decay_rate": 0.5, "epochs": 5}
+    config = {
+        "learning_rate": 0.01,
+        "schedule": "exponential",
+        "decay_rate": 0.5,
+        "epochs": 5,
+        "ema": 0.0,
+    }
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.Adam(learning_rate(config, steps=1, epochs=epochs)), "mse")
     (decay,) = schedule_callbacks(config, epochs)
@@ -181,6 +187,29 @@ def test_nan_loss_fails_the_trial_at_once():
             callbacks=[PoisonWeights()],
             epochs=5,
         )
+
+
+class TrainedWeights(keras.callbacks.Callback):
+    """The weights as trained at the end of each epoch (validation over, before the fit ends)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights = [w.numpy() for w in self.model.trainable_weights]
+
+
+def test_averaged_weights_are_the_ones_validated_and_kept():
+    # A search must rank the weights retraining keeps: with `ema`, the fit ends on the
+    # average, and each epoch's validation scores that average, not the weights as trained.
+    s = space.load("smoke").with_fixed("ema", 0.9)
+    sp = split(load(), val_size=500, train_size=1024)
+    hm = DigitsHyperModel(s, len(sp.y_train), max_epochs=2)
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    trained = TrainedWeights()
+    history = hm.fit(hp, model, sp.x_train, sp.y_train, (sp.x_val, sp.y_val), callbacks=[trained])
+    kept = model.evaluate(sp.x_val, keras.utils.to_categorical(sp.y_val, 10), verbose=0)[1]
+    assert history.history["val_accuracy"][-1] == pytest.approx(kept, abs=1e-6)
+    averaged = [w.numpy() for w in model.trainable_weights]
+    assert not any(np.allclose(a, t) for a, t in zip(averaged, trained.weights, strict=True))
 
 
 def test_each_execution_of_each_trial_has_its_own_stable_seed():

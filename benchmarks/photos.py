@@ -7,7 +7,8 @@ under several conditions, then classifies each file the way `digits predict` doe
 convert to a 28x28 MNIST digit, the exported model) and reports the accuracy per condition
 beside the same digits clean (light on black, as MNIST has them, enlarged), and how often
 `digits predict` would warn that a file holds several digits side by side (each holds one;
-then pairs of them in one file, each of which should be warned of):
+then pairs of them in one file, each of which should be warned of, and which `digits predict
+--number` should read as numbers):
 
 - scan: dark ink on light grey paper with grain, the digit at a random place and size on the
   page, strokes thinner or thicker; grey PNG;
@@ -46,15 +47,17 @@ from sklearn.datasets import load_digits
 from throughput import hardware, update_benchmarks
 
 from search import data
-from search.predict import convert, read_image
+from search.predict import convert, convert_number, read, read_image
 
 PAGE = 160  # pixels a side of a rendered page
 
 
 def strokes(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The digit as ink coverage 0..1 at a random size (60-130 px) and stroke width."""
+    """The digit as ink coverage 0..1 at a random size (60-130 px tall; a row of digits
+    keeps its width) and stroke width."""
     size = int(rng.integers(60, 131))
-    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR))
+    wide = size * digit.shape[1] // digit.shape[0]
+    big = np.asarray(Image.fromarray(digit).resize((wide, size), Image.Resampling.BILINEAR))
     ink = big / 255.0
     width = rng.choice(["thin", "as is", "thick"])
     k = max(1, size // 30)
@@ -66,9 +69,10 @@ def strokes(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def place(ink: np.ndarray, rng: np.random.Generator, centred: bool) -> np.ndarray:
-    """`ink` on an empty page, in the middle or anywhere it fits."""
-    page = np.zeros((PAGE, PAGE))
+    """`ink` on an empty page, in the middle or anywhere it fits (a page as much wider as a
+    row of digits is)."""
     room = PAGE - ink.shape[0]
+    page = np.zeros((PAGE, ink.shape[1] + room))
     top, left = (room // 2, room // 2) if centred else rng.integers(0, room + 1, 2)
     page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
     return page
@@ -83,9 +87,9 @@ def paper(ink: np.ndarray, rng: np.random.Generator, lighting: np.ndarray | None
     return np.clip(page + rng.normal(0, rng.uniform(3, 9), page.shape), 0, 255)
 
 
-def lighting(rng: np.random.Generator) -> np.ndarray:
+def lighting(rng: np.random.Generator, shape: tuple[int, int] = (PAGE, PAGE)) -> np.ndarray:
     """A brightness gradient (to 0.6-0.85 at one side) and a soft shadow over part of it."""
-    ys, xs = np.mgrid[0:PAGE, 0:PAGE] / PAGE
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]] / np.array(shape)[:, None, None]
     angle = rng.uniform(0, 2 * np.pi)
     along = np.cos(angle) * xs + np.sin(angle) * ys
     along = (along - along.min()) / (along.max() - along.min())
@@ -157,7 +161,7 @@ def photo(
         first = int(rng.integers(step))
         ink[first::step, :] = np.maximum(ink[first::step, :], strength)
         ink[:, first::step] = np.maximum(ink[:, first::step], strength)
-    page = paper(np.clip(ink, 0, 1), rng, lighting(rng))
+    page = paper(np.clip(ink, 0, 1), rng, lighting(rng, ink.shape))
     return save(colour(page, rng), path, quality=int(rng.integers(50, 91)))
 
 
@@ -198,6 +202,25 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] =
     "photo, squared: the same on squared paper": lambda d, r, p: photo(d, r, p, "squared"),
     "photo, on a table: the sheet tilted on a darker surface, JPEG 50-90": on_table,
     "photo, marker: bold strokes cropped tight, gradient, shadow, JPEG 50-90": marker,
+}
+# Pairs of digits read as numbers, in three of those conditions (by the start of their names).
+NUMBERS = {"clean": "clean (", "scanned": "scan:", "photographed": "photo:"}
+
+
+def close(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two digits written close: their ink 10-30% of the digits' height apart (MNIST's
+    margins leave them 30-60% apart), with MNIST's margin at either end."""
+    inked = [np.flatnonzero(d.max(axis=0) > 0) for d in (a, b)]
+    a, b = (d[:, cols[0] : cols[-1] + 1] for d, cols in zip((a, b), inked, strict=True))
+    rows = np.flatnonzero((a.max(axis=1) > 0) | (b.max(axis=1) > 0))
+    gap = np.zeros((28, max(1, round(rng.uniform(0.1, 0.3) * (rows[-1] + 1 - rows[0])))))
+    margin = np.zeros((28, 4))
+    return np.concatenate([margin, a, gap, b, margin], axis=1).astype(np.uint8)
+
+
+SPACINGS = {
+    "as MNIST spaces them (its margins)": lambda a, b, rng: np.concatenate([a, b], axis=1),
+    "written close (10-30% of their height apart)": close,
 }
 
 
@@ -242,6 +265,31 @@ def main() -> None:
             for i in range(0, len(y) - 1, 2)
         ]
         warned = np.mean([convert(read_image(f), str(f))[1] > 1 for f in pairs])
+        # The same pairs read as numbers, clean, scanned and photographed, as MNIST spaces
+        # them and written close: both digits right.
+        truth = [f"{y[i]}{y[i + 1]}" for i in range(0, len(y) - 1, 2)]
+        numbers = {}
+        for spacing, join in SPACINGS.items():
+            for name, start in NUMBERS.items():
+                (render,) = [r for c, r in CONDITIONS.items() if c.startswith(start)]
+                rng = np.random.default_rng(args.seed)
+                files = [
+                    render(join(x[i], x[i + 1], rng), rng, Path(tmp) / f"n{i}")
+                    for i in range(0, len(y) - 1, 2)
+                ]
+                numbers[spacing, name] = np.mean(
+                    [
+                        n.text == t
+                        for n, t in zip(
+                            read(model, [(str(f), convert_number(read_image(f))) for f in files]),
+                            truth,
+                            strict=True,
+                        )
+                    ]
+                )
+        for name, start in NUMBERS.items():
+            (alone,) = [acc for c, acc, _ in rows if c.startswith(start)]
+            numbers["each digit read alone, its accuracy squared", name] = alone**2
     uci = load_digits()
     other = {}
     for size in (8, 32):
@@ -268,7 +316,17 @@ def main() -> None:
             ),
             "",
             f"Consecutive pairs of these digits side by side in one file, clean: "
-            f"{warned:.1%} of {len(pairs)} warned of.",
+            f"{warned:.1%} of {len(pairs)} warned of. The same pairs read as numbers "
+            f"(`digits predict --number`), both digits right:",
+            "",
+            f"| pairs | {' | '.join(NUMBERS)} |",
+            "|---|---|---|---|",
+            *(
+                f"| {spacing} | "
+                + " | ".join(f"{numbers[spacing, name]:.1%}" for name in NUMBERS)
+                + " |"
+                for spacing in dict.fromkeys(s for s, _ in numbers)
+            ),
             "",
             f"Other writers: the {len(uci.target):,} UCI handwritten digits "
             f"(`sklearn.datasets.load_digits`, 8x8): {other[8]:.1%} as they are, "

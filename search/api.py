@@ -1,5 +1,5 @@
 """The toolkit from Python: search, read the trials, retrain, measure fidelity, compare,
-ensemble, export and predict.
+ensemble, export, predict digits and read numbers.
 
     from search import api
 
@@ -20,7 +20,7 @@ import tomllib
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -37,6 +37,9 @@ from search.options import (
 from search.quiet import quiet_tensorflow
 from search.space import Space, SpaceError
 from search.study import DEFAULT_ROOT, Study
+
+if TYPE_CHECKING:  # predict loads Pillow and SciPy: only where an image is read
+    from search.predict import Number
 
 Progress = Callable[[str], None]
 
@@ -250,3 +253,26 @@ def predict(
     if not len(batch):
         return np.zeros((0, NUM_CLASSES), np.float32)
     return load_model(file).predict(batch, verbose=0)
+
+
+def read_numbers(
+    model: str | Path, images: np.ndarray | str | Path | Sequence[np.ndarray | str | Path]
+) -> list[Number]:
+    """Each image read as a number written in a row: its digits split where they stand apart
+    and each classified by an exported model (its folder or .keras file), left to right.
+
+    `images`: as `predict` takes them; every image is converted (`predict.convert_number`),
+    MNIST's 28x28 digits too, each a number of one digit. `Number.text` is the number
+    ("427"), `Number.probability` the product of its digits', `Number.digits` each digit's
+    prediction. Marks under half the digits' height (a dash, a decimal point) are left out,
+    and digits that touch are read as one.
+
+    Raises:
+        ImageError: an image that cannot be read, or holds no digit (the message names it).
+        StudyError: no such model, or not one that classifies 28x28 digits.
+    """
+    from search.predict import convert_number, find_model, load_model, named_images, read
+
+    file = find_model(Path(model), Path(model))
+    numbers = [(name, convert_number(image, name)) for name, image, _ in named_images(images)]
+    return read(load_model(file), numbers) if numbers else []

@@ -288,6 +288,7 @@ def predict_args(p: argparse.ArgumentParser) -> None:
     )
     add("--model", type=Path, help="an export or .keras file (default: the only one)")
     add("--json", action="store_true", help="JSON with the top 3 digits")
+    add("--number", action="store_true", help="read each image as a number: digits in a row")
     add("--show", type=folder_path, metavar="DIR", help="write the 28x28 images it saw here")
 
 
@@ -296,12 +297,17 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
     model_file = find_model(args.model, args.models)
     quiet_tensorflow()
-    predictions, errors = classify(model_file, args.images)
+    predictions, errors = classify(model_file, args.images, args.number)
     if args.json:
         print(json.dumps([p.as_dict() for p in predictions] + errors, indent=2))
     else:
         for p in predictions:
-            console.print(f"{p.file}: {p.digit} ({p.probability:.1%})")
+            if not args.number:
+                console.print(f"{p.file}: {p.digit} ({p.probability:.1%})")
+                continue
+            each = " ".join(f"{d.probability:.1%}" for d in p.digits)
+            digits = f"; each {each}" if len(p.digits) > 1 else ""
+            console.print(f"{p.file}: {p.text} ({p.probability:.1%}{digits})")
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     for p in predictions:
         if p.warning and not args.json:  # JSON carries it in the prediction

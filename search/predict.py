@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,40 @@ class Prediction:
         }
 
 
+@dataclass(frozen=True)
+class Number:
+    """A number read from one image: its digits, left to right."""
+
+    file: str
+    digits: list[Prediction]
+
+    @property
+    def text(self) -> str:
+        return "".join(str(d.digit) for d in self.digits)
+
+    @property
+    def probability(self) -> float:
+        """The product of its digits' probabilities: the chance that every one is right, as
+        far as the model's probabilities are and the digits' errors are independent."""
+        return float(np.prod([d.probability for d in self.digits]))
+
+    @property
+    def image(self) -> np.ndarray:
+        """The 28x28 digits the model saw, side by side."""
+        return np.hstack([d.image for d in self.digits])
+
+    warning = None  # each digit is read by itself: no several read as one
+
+    def as_dict(self) -> dict[str, Any]:
+        """The number as `digits predict --number --json` prints it."""
+        return {
+            "file": self.file,
+            "number": self.text,
+            "probability": round(self.probability, 6),
+            "digits": [{k: v for k, v in d.as_dict().items() if k != "file"} for d in self.digits],
+        }
+
+
 def several_digits(count: int) -> str | None:
     """The warning for an image whose strokes stand for `count` digits side by side, or None
     for one."""
@@ -92,7 +126,7 @@ def several_digits(count: int) -> str | None:
         return None
     return (
         f"the image seems to hold {count} digits side by side, read here as one: give each "
-        "digit its own image"
+        "digit its own image, or read the image as a number (--number; api.read_numbers)"
     )
 
 
@@ -184,30 +218,37 @@ def one_image(array: np.ndarray, name: str, why: str) -> np.ndarray:
     return batch[0]
 
 
+def named_images(
+    images: np.ndarray | str | Path | Sequence[np.ndarray | str | Path],
+) -> list[tuple[str, np.ndarray, bool]]:
+    """(name, grey image 0..255, whether it came as an array) for each image of `images`: an
+    array of one image or many (`image_batch`), one file (`read_image`), or a list of files
+    and arrays of one image each (photos of different sizes)."""
+    if isinstance(images, np.ndarray):
+        return [(f"image {i}", image, True) for i, image in enumerate(image_batch(images))]
+    named = []
+    for i, item in enumerate([images] if isinstance(images, str | Path) else images):
+        if isinstance(item, np.ndarray):
+            image = one_image(item, f"image {i}", "each item of a list is one image")
+            named.append((f"image {i}", image, True))
+        else:
+            named.append((str(item), read_image(Path(item)), False))
+    return named
+
+
 def as_digits(
     images: np.ndarray | str | Path | Sequence[np.ndarray | str | Path],
 ) -> tuple[np.ndarray, list[str]]:
     """28x28 digits for a model [N, 28, 28], and a warning for each image that seems to hold
     several digits side by side.
 
-    `images`: an array of one image or many (`image_batch`), one file (`read_image`), or a
-    list of files and arrays of one image each (photos of different sizes). Arrays of 28x28
-    on a dark ground are digits as MNIST has them and go as they are; every other image (a
-    28x28 drawing dark on light among them), and every file, is converted as `digits predict`
-    converts a file (`convert`).
+    `images`: as `named_images` takes them. Arrays of 28x28 on a dark ground are digits as
+    MNIST has them and go as they are; every other image (a 28x28 drawing dark on light
+    among them), and every file, is converted as `digits predict` converts a file
+    (`convert`).
     """
-    if isinstance(images, np.ndarray):
-        named = [(f"image {i}", image, True) for i, image in enumerate(image_batch(images))]
-    else:
-        named = []
-        for i, item in enumerate([images] if isinstance(images, str | Path) else images):
-            if isinstance(item, np.ndarray):
-                image = one_image(item, f"image {i}", "each item of a list is one image")
-                named.append((f"image {i}", image, True))
-            else:
-                named.append((str(item), read_image(Path(item)), False))
     digits, notes = [], []
-    for name, image, array in named:
+    for name, image, array in named_images(images):
         if array and image.shape == IMAGE_SHAPE and not dark_on_light(image):
             digits.append(image)
             continue
@@ -268,6 +309,27 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
 def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
     """`to_mnist`'s digit, and how many digits the strokes stand for side by side
     (`side_by_side`): more than one, and the 28x28 image squeezes them all into one box."""
+    amount, kept = digit_strokes(gray, name)
+    return mnist_frame(crop(amount, kept)), side_by_side(kept)
+
+
+def convert_number(gray: np.ndarray, name: str = "image") -> list[np.ndarray]:
+    """The digits of a number written in a row, left to right, each converted as `to_mnist`
+    converts a digit alone: the strokes are split where they stand apart (`in_a_row`).
+    One digit is a number of one digit; marks under half the digits' height written apart
+    from the digits (a dash, a decimal point) are left out, and digits that touch are read
+    as one."""
+    amount, kept = digit_strokes(gray, name)
+    return [mnist_frame(crop(amount, part)) for part in in_a_row(kept) or [kept]]
+
+
+def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """The ink map of a picture at working size, and where its digit's strokes are in it
+    (`to_mnist`'s steps up to `strokes`).
+
+    Raises:
+        ImageError: a picture of one flat grey, or with no strokes in it.
+    """
     gray = np.asarray(gray, np.float64)  # uint8 sums and differences would wrap around
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
@@ -277,10 +339,15 @@ def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
         amount = ink(ndimage.gaussian_filter(gray, GRAIN))
     if bold(amount):
         amount = ink(gray, flat=True)
-    found = strokes(amount)
-    if found is None:
+    kept = strokes(amount)
+    if kept is None:
         raise ImageError(f"{name}: empty image (no digit found)")
-    digit, count = found
+    return amount, kept
+
+
+def mnist_frame(digit: np.ndarray) -> np.ndarray:
+    """A digit's crop (0..1) the MNIST way: a fine pen's strokes widened (`thicken`),
+    fitted into 20x20 keeping its aspect ratio, centred by centre of mass in 28x28 (uint8)."""
     digit = thicken(digit)
     h, w = digit.shape
     scale = BOX / max(h, w)
@@ -298,7 +365,7 @@ def convert(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, int]:
     dy = round((IMAGE_SHAPE[0] - 1) / 2 - (ys * frame).sum() / mass)
     dx = round((IMAGE_SHAPE[1] - 1) / 2 - (xs * frame).sum() / mass)
     frame = _shift(frame, dy, dx)
-    return np.clip(frame, 0, 255).astype(np.uint8), count
+    return np.clip(frame, 0, 255).astype(np.uint8)
 
 
 def on_the_sheet(gray: np.ndarray) -> np.ndarray:
@@ -432,9 +499,8 @@ def grainy(amount: np.ndarray) -> bool:
     return bool(np.median(amount[mask]) - np.median(paper) < SEPARATION * spread)
 
 
-def strokes(amount: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """The digit's strokes cropped out of an ink map and how many digits they stand for side
-    by side (`side_by_side`), or None where there is no digit.
+def strokes(amount: np.ndarray) -> np.ndarray | None:
+    """Where an ink map holds the digit's strokes (a mask), or None where there is no digit.
 
     Ink is what stands above the grain (Otsu's threshold between the two); the digit is the
     largest connected stroke and those at least `KEEP` of its size (a 5's detached bar), so
@@ -449,17 +515,26 @@ def strokes(amount: np.ndarray) -> tuple[np.ndarray, int] | None:
     keep = np.flatnonzero(sizes >= max(KEEP * sizes.max(), 1)) + 1
     if not len(keep):
         return None
-    kept = np.isin(labels, keep)
+    return np.isin(labels, keep)
+
+
+def crop(amount: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The ink of the strokes `kept` (and a pixel around them), cropped to them and scaled
+    so that they stand at full strength, as MNIST's do: pen pressure and lighting vary."""
     digit = ndimage.binary_dilation(kept, iterations=1)
     cropped = (amount * digit)[_box(digit)]
     core = cropped[cropped > INK]
-    # Strokes at full strength, as MNIST's are: pen pressure and lighting vary.
-    cropped = np.clip(cropped / np.percentile(core, 90), 0, 1) if core.size else cropped
-    return cropped, side_by_side(kept)
+    return np.clip(cropped / np.percentile(core, 90), 0, 1) if core.size else cropped
 
 
 def side_by_side(mask: np.ndarray) -> int:
-    """How many digits the strokes in `mask` stand for in a row.
+    """How many digits the strokes in `mask` stand for in a row (`in_a_row`)."""
+    return len(in_a_row(mask))
+
+
+def in_a_row(mask: np.ndarray) -> list[np.ndarray]:
+    """The strokes of `mask` split into the digits they stand for in a row, left to right
+    (a mask for each).
 
     Strokes are one digit's where their columns overlap (a 5's bar lies over its body, a 4's
     strokes cross), where they nearly touch (`GAP`), and where they share too few rows to
@@ -467,21 +542,31 @@ def side_by_side(mask: np.ndarray) -> int:
     least half as tall as all the strokes together (a dash beside a digit is not one).
     """
     rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return []
     height = rows[-1] + 1 - rows[0]
     bridged = ndimage.binary_dilation(mask, iterations=max(1, round(BRIDGE * height)))
     labels, _ = ndimage.label(bridged, structure=np.ones((3, 3)))
-    boxes = sorted((c.start, c.stop, r.start, r.stop) for r, c in ndimage.find_objects(labels))
-    groups: list[list[int]] = []  # left, right, top, bottom
-    for left, right, top, bottom in boxes:
+    boxes = sorted(
+        (c.start, c.stop, r.start, r.stop, label)
+        for label, (r, c) in enumerate(ndimage.find_objects(labels), 1)
+    )
+    groups: list[tuple[list[int], list[int]]] = []  # labels; left, right, top, bottom
+    for left, right, top, bottom, label in boxes:
         if groups:
-            g = groups[-1]
+            ids, g = groups[-1]
             shared = min(g[3], bottom) - max(g[2], top)
             apart = left - g[1] >= GAP * height and shared >= min(g[3] - g[2], bottom - top) / 2
             if not apart:
-                groups[-1] = [g[0], max(g[1], right), min(g[2], top), max(g[3], bottom)]
+                g[:] = [g[0], max(g[1], right), min(g[2], top), max(g[3], bottom)]
+                ids.append(label)
                 continue
-        groups.append([left, right, top, bottom])
-    return sum(bottom - top >= height / 2 for _, _, top, bottom in groups)
+        groups.append(([label], [left, right, top, bottom]))
+    return [
+        mask & np.isin(labels, ids)
+        for ids, (_, _, top, bottom) in groups
+        if bottom - top >= height / 2
+    ]
 
 
 def thicken(digit: np.ndarray) -> np.ndarray:
@@ -627,11 +712,14 @@ def load_model(file: Path) -> Any:
     return model
 
 
-def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], list[dict[str, str]]]:
-    """Predictions for the readable files, and for each unreadable one a record of the file
-    and what is wrong with it (`{"file": ..., "error": ...}`). A folder stands for the
-    images in it (`images_in`): `digits predict photos/` classifies every photo there."""
-    converted: list[tuple[str, np.ndarray, int]] = []  # file, 28x28 digit, side by side
+def classify(
+    model_file: Path, files: list[Path], number: bool = False
+) -> tuple[list[Prediction] | list[Number], list[dict[str, str]]]:
+    """Predictions for the readable files (with `number`, each file read as a number,
+    `convert_number`), and for each unreadable one a record of the file and what is wrong
+    with it (`{"file": ..., "error": ...}`). A folder stands for the images in it
+    (`images_in`): `digits predict photos/` classifies every photo there."""
+    converted: list[tuple[str, list[np.ndarray], int]] = []  # file, its digits, side by side
     errors: list[dict[str, str]] = []
     expanded: list[Path] = []
     for path in files:
@@ -641,19 +729,36 @@ def classify(model_file: Path, files: list[Path]) -> tuple[list[Prediction], lis
         expanded += found
     for f in expanded:
         try:
-            converted.append((str(f), *convert(read_image(f), str(f))))
+            gray = read_image(f)
+            if number:
+                converted.append((str(f), convert_number(gray, str(f)), 1))
+            else:
+                digit, count = convert(gray, str(f))
+                converted.append((str(f), [digit], count))
         except ImageError as e:
             errors.append({"file": str(f), "error": str(e).removeprefix(f"{f}: ")})
     if not converted:
         return [], errors
-    batch = np.stack([image for _, image, _ in converted])
-    probs = load_model(model_file).predict(batch, verbose=0)
-    predictions = []
-    for (name, image, count), p in zip(converted, probs, strict=True):
-        top = np.argsort(-p)[:3]
-        top3 = [(int(d), float(p[d])) for d in top]
-        predictions.append(Prediction(name, int(top[0]), float(p[top[0]]), top3, image, count))
-    return predictions, errors
+    numbers = read(load_model(model_file), [(name, digits) for name, digits, _ in converted])
+    if number:
+        return numbers, errors
+    counts = [count for _, _, count in converted]
+    return [
+        replace(n.digits[0], side_by_side=c) for n, c in zip(numbers, counts, strict=True)
+    ], errors
+
+
+def read(model: Any, numbers: list[tuple[str, list[np.ndarray]]]) -> list[Number]:
+    """Each (name, its 28x28 digits) classified by a loaded `model`, in one batch."""
+    probs = iter(model.predict(np.stack([d for _, ds in numbers for d in ds]), verbose=0))
+    return [Number(name, [reading(name, d, next(probs)) for d in ds]) for name, ds in numbers]
+
+
+def reading(name: str, image: np.ndarray, probs: np.ndarray) -> Prediction:
+    """The prediction for one digit from the model's probabilities."""
+    top = np.argsort(-probs)[:3]
+    top3 = [(int(d), float(probs[d])) for d in top]
+    return Prediction(name, top3[0][0], top3[0][1], top3, image)
 
 
 def show(predictions: list[Prediction], folder: Path) -> list[Path]:

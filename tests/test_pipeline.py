@@ -216,6 +216,38 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
         api.predict(pipeline["model"], [pair])
 
 
+def test_a_number_is_read_digit_by_digit(pipeline, tmp_path, run_cli):
+    from PIL import Image
+
+    model = keras.saving.load_model(pipeline["model"] / "model.keras")
+    x, y = pipeline["x"], pipeline["y"]
+    probs = model.predict(x, verbose=0)
+    sure = [i for i in np.argsort(-probs.max(axis=1)) if probs[i].argmax() == y[i]][:3]
+    dash = np.zeros((28, 14), np.uint8)
+    dash[13:16, 4:10] = 255  # "12-7": the dash is no digit
+    row = np.concatenate([x[sure[0]], x[sure[1]], dash, x[sure[2]]], axis=1)
+    number = tmp_path / "number.jpg"
+    Image.fromarray(255 - row).resize((4 * 98, 4 * 28)).save(number, quality=90)  # dark ink
+    seen = tmp_path / "seen"
+    code, out, err = run_cli(
+        "predict", number, "--number", "--model", pipeline["model"], "--json", "--show", seen
+    )
+    assert code == 0 and not err
+    (read,) = json.loads(out)
+    assert read["number"] == "".join(str(y[i]) for i in sure)
+    assert [d["digit"] for d in read["digits"]] == [int(y[i]) for i in sure]
+    each = [d["probability"] for d in read["digits"]]
+    assert read["probability"] == pytest.approx(np.prod(each), abs=1e-5)
+    assert np.asarray(Image.open(seen / "number.png")).shape == (28, 3 * 28)
+    code, out, _ = run_cli("predict", number, "--number", "--model", pipeline["model"])
+    assert code == 0 and out.startswith(f"{number}: {read['number']} (")
+    # The Python API reads the file the same way, and the picture given as an array.
+    (same,) = api.read_numbers(pipeline["model"], [number])
+    assert same.text == read["number"]
+    assert same.probability == pytest.approx(read["probability"], abs=1e-5)
+    assert [n.text for n in api.read_numbers(pipeline["model"], 255 - row)] == [read["number"]]
+
+
 def test_a_missing_member_model_is_named(pipeline, run_cli):
     member = sorted((pipeline["study"] / "retrain").glob("*/member.keras"))[0]
     aside = member.with_name("aside.keras")

@@ -14,6 +14,7 @@ from search.predict import (
     ImageError,
     classify,
     convert,
+    convert_number,
     drop_lines,
     find_model,
     images_in,
@@ -36,16 +37,17 @@ def page(
 ) -> np.ndarray:
     """`digit` in dark ink, off-centre on a 160-pixel grey page with grain, a brightness
     gradient, a soft shadow and, with `ruled`, a printed line across it, with `squared`, the
-    light lines of squared paper."""
-    ink = np.zeros((160, 160))
-    big = np.asarray(Image.fromarray(digit).resize((90, 90), Image.Resampling.BILINEAR)) / 255
-    ink[20:110, 50:140] = big
+    light lines of squared paper. A row of digits widens the page as it needs."""
+    width = round(90 * digit.shape[1] / digit.shape[0])
+    ink = np.zeros((160, width + 70))
+    big = np.asarray(Image.fromarray(digit).resize((width, 90), Image.Resampling.BILINEAR))
+    ink[20:110, 50 : 50 + width] = big / 255
     if ruled:
         ink[125:127, :] = 0.5
     if squared:
         ink[5::18, :] = np.maximum(ink[5::18, :], 0.3)
         ink[:, 5::18] = np.maximum(ink[:, 5::18], 0.3)
-    xs = np.mgrid[0:160, 0:160][1] / 160
+    xs = np.mgrid[0 : ink.shape[0], 0 : ink.shape[1]][1] / ink.shape[1]
     light = (1 - 0.35 * xs) * (1 - 0.3 * ndimage.gaussian_filter((xs < 0.4) * 1.0, 12))
     paper = (215 * (1 - ink) + 40 * ink) * light
     return np.clip(paper + rng.normal(0, 6, paper.shape), 0, 255)
@@ -124,6 +126,27 @@ def test_digits_written_side_by_side_are_counted(digits):
     ring[:8], ring[-8:] = False, False
     assert ndimage.label(ring, structure=np.ones((3, 3)))[1] == 2
     assert side_by_side(ring) == 1
+
+
+def test_a_number_splits_into_its_digits_each_converted_as_alone(digits):
+    rng = np.random.default_rng(3)
+    x = digits[0]
+    dash = np.zeros((28, 14))
+    dash[13:16, 4:10] = 255  # a dash written apart from the digits around it
+    for i in range(0, len(x) - 2, 3):
+        gap = np.zeros((28, 2 + i % 4))
+        row = np.concatenate([x[i], gap, x[i + 1], dash, x[i + 2]], axis=1)
+        clean = convert_number(row.astype(float))
+        assert len(clean) == 3  # the dash is no digit
+        for got, k in zip(clean, (i, i + 1, i + 2), strict=True):
+            assert correlation(got, to_mnist(x[k].astype(float))) > 0.99
+        photo = convert_number(page(row, rng))
+        assert len(photo) == 3
+        for got, k in zip(photo, (i, i + 1, i + 2), strict=True):
+            assert correlation(got, to_mnist(x[k].astype(float))) > 0.8  # as a digit alone
+    # A digit alone is a number of one digit, converted as `to_mnist` converts it.
+    (alone,) = convert_number(x[0].astype(float))
+    np.testing.assert_array_equal(alone, to_mnist(x[0].astype(float)))
 
 
 def test_the_conversion_is_an_mnist_digit(digits):

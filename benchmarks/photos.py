@@ -6,9 +6,10 @@ Renders the first `--images` MNIST test digits (which no model here trained on) 
 under several conditions, then classifies each file the way `digits predict` does (read,
 convert to a 28x28 MNIST digit, the exported model) and reports the accuracy per condition
 beside the same digits clean (light on black, as MNIST has them, enlarged), and how often
-`digits predict` would warn that a file holds several digits side by side (each holds one;
-then pairs of them in one file, each of which should be warned of, and which `digits predict
---number` should read as numbers):
+`digits predict` would warn that a file holds several digits side by side, and how often
+`digits predict --number` would read it as a number of several digits (each holds one; then
+pairs of them in one file, each of which should be warned of and read as a number of two,
+as MNIST spaces them and written close):
 
 - scan: dark ink on light grey paper with grain, the digit at a random place and size on the
   page, strokes thinner or thicker; grey PNG;
@@ -253,11 +254,13 @@ def main() -> None:
         for name, render in CONDITIONS.items():
             rng = np.random.default_rng(args.seed)
             files = [render(x[i], rng, Path(tmp) / f"{i}") for i in range(len(y))]
-            converted = [convert(read_image(f), str(f)) for f in files]
+            grey = [read_image(f) for f in files]
+            converted = [convert(g) for g in grey]
             digits = np.stack([image for image, _ in converted])
             right = (model.predict(digits, verbose=0).argmax(axis=1) == y).mean()
             several = np.mean([count > 1 for _, count in converted])
-            rows.append((name, right, several))
+            split = np.mean([len(convert_number(g)) > 1 for g in grey])
+            rows.append((name, right, several, split))
         # Each pair of consecutive digits side by side in one file, as a number is written:
         # every one should be warned of.
         pairs = [
@@ -288,7 +291,7 @@ def main() -> None:
                     ]
                 )
         for name, start in NUMBERS.items():
-            (alone,) = [acc for c, acc, _ in rows if c.startswith(start)]
+            (alone,) = [acc for c, acc, _, _ in rows if c.startswith(start)]
             numbers["each digit read alone, its accuracy squared", name] = alone**2
     uci = load_digits()
     other = {}
@@ -308,11 +311,13 @@ def main() -> None:
             f"{hardware()}, {time.strftime('%Y-%m-%d')}: the first {args.images} MNIST test "
             f"digits rendered as files. {made_by(file)}",
             "",
-            "| condition | accuracy | against clean | warned of digits side by side |",
-            "|---|---|---|---|",
+            "| condition | accuracy | against clean | warned of digits side by side | "
+            "read with `--number` as two digits or more |",
+            "|---|---|---|---|---|",
             *(
-                f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points | {several:.1%} |"
-                for name, acc, several in rows
+                f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points | {several:.1%} | "
+                f"{split:.1%} |"
+                for name, acc, several, split in rows
             ),
             "",
             f"Consecutive pairs of these digits side by side in one file, clean: "

@@ -43,6 +43,11 @@ THIN, STROKE = 0.05, 0.14
 # than that are one digit's (a 4 whose bar stops short of its stem). Breaks in a stroke of up
 # to about twice BRIDGE of the height are bridged first (a fine pen's 0 drawn as two arcs).
 GAP, BRIDGE = 0.1, 0.04
+# Read as a number, a picture is expected to hold digits in a row, often written closer than
+# GAP: there they stand apart by NUMBER_GAP. On the photos benchmark's digits, it splits no
+# more single digits than GAP does (0-0.7% per condition) and reads two digits written close
+# right where GAP read them as one (benchmarks/photos.py).
+NUMBER_GAP = 0.03
 # Ink that stands this many spreads of the paper's grain above it is a stroke's; a split of
 # the grain itself in two (a faint pencil, or no digit at all) stands about 2 apart. Below
 # it, the picture is smoothed by GRAIN pixels first, which lifts faint strokes above the
@@ -320,7 +325,7 @@ def convert_number(gray: np.ndarray, name: str = "image") -> list[np.ndarray]:
     from the digits (a dash, a decimal point) are left out, and digits that touch are read
     as one."""
     amount, kept = digit_strokes(gray, name)
-    return [mnist_frame(crop(amount, part)) for part in in_a_row(kept) or [kept]]
+    return [mnist_frame(crop(amount, part)) for part in in_a_row(kept, NUMBER_GAP) or [kept]]
 
 
 def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
@@ -532,14 +537,15 @@ def side_by_side(mask: np.ndarray) -> int:
     return len(in_a_row(mask))
 
 
-def in_a_row(mask: np.ndarray) -> list[np.ndarray]:
+def in_a_row(mask: np.ndarray, gap: float = GAP) -> list[np.ndarray]:
     """The strokes of `mask` split into the digits they stand for in a row, left to right
     (a mask for each).
 
     Strokes are one digit's where their columns overlap (a 5's bar lies over its body, a 4's
-    strokes cross), where they nearly touch (`GAP`), and where they share too few rows to
-    stand side by side (a fine pen's slanted stroke broken in two); a digit is a group at
-    least half as tall as all the strokes together (a dash beside a digit is not one).
+    strokes cross), where they nearly touch (less than `gap` of their height apart), and
+    where they share too few rows to stand side by side (a fine pen's slanted stroke broken
+    in two); a digit is a group at least half as tall as all the strokes together (a dash
+    beside a digit is not one).
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if not len(rows):
@@ -556,7 +562,7 @@ def in_a_row(mask: np.ndarray) -> list[np.ndarray]:
         if groups:
             ids, g = groups[-1]
             shared = min(g[3], bottom) - max(g[2], top)
-            apart = left - g[1] >= GAP * height and shared >= min(g[3] - g[2], bottom - top) / 2
+            apart = left - g[1] >= gap * height and shared >= min(g[3] - g[2], bottom - top) / 2
             if not apart:
                 g[:] = [g[0], max(g[1], right), min(g[2], top), max(g[3], bottom)]
                 ids.append(label)

@@ -144,6 +144,14 @@ def test_a_number_splits_into_its_digits_each_converted_as_alone(digits):
         assert len(photo) == 3
         for got, k in zip(photo, (i, i + 1, i + 2), strict=True):
             assert correlation(got, to_mnist(x[k].astype(float))) > 0.8  # as a digit alone
+    # Digits written close, their ink a sixth of their height apart: each read alone.
+    for i in range(0, len(x) - 1, 2):
+        a, b = (x[k][:, x[k].max(axis=0) > 0] for k in (i, i + 1))
+        row = np.concatenate([np.zeros((28, 4)), a, np.zeros((28, 3)), b, np.zeros((28, 4))], 1)
+        close = convert_number(row)
+        assert len(close) == 2
+        for got, k in zip(close, (i, i + 1), strict=True):
+            assert correlation(got, to_mnist(x[k].astype(float))) > 0.95
     # A digit alone is a number of one digit, converted as `to_mnist` converts it.
     (alone,) = convert_number(x[0].astype(float))
     np.testing.assert_array_equal(alone, to_mnist(x[0].astype(float)))

@@ -6,10 +6,11 @@ Renders the first `--images` MNIST test digits (which no model here trained on) 
 under several conditions, then classifies each file the way `digits predict` does (read,
 convert to a 28x28 MNIST digit, the exported model) and reports the accuracy per condition
 beside the same digits clean (light on black, as MNIST has them, enlarged), and how often
-`digits predict` would warn that a file holds several digits side by side, and how often
-`digits predict --number` would read it as a number of several digits (each holds one; then
-pairs of them in one file, each of which should be warned of and read as a number of two,
-as MNIST spaces them and written close):
+`digits predict` would warn that a file holds several digits side by side, how often
+`digits predict --number` would read it as a number of several digits, and how often it finds
+no digit (each holds one; then pairs of them in one file, each of which should be warned of
+and read as a number of two, as MNIST spaces them and written close; and blank pages, in
+which no digit should be found):
 
 - scan: dark ink on light grey paper with grain, the digit at a random place and size on the
   page, strokes thinner or thicker; grey PNG;
@@ -40,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -48,7 +50,7 @@ from sklearn.datasets import load_digits
 from throughput import hardware, update_benchmarks
 
 from search import data
-from search.predict import convert, convert_number, read, read_image
+from search.predict import ImageError, convert, convert_number, read, read_image
 
 PAGE = 160  # pixels a side of a rendered page
 
@@ -204,6 +206,18 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] =
     "photo, on a table: the sheet tilted on a darker surface, JPEG 50-90": on_table,
     "photo, marker: bold strokes cropped tight, gradient, shadow, JPEG 50-90": marker,
 }
+BLANK = np.zeros((28, 28), np.uint8)  # no digit: each condition's paper, lighting and grain
+BLANKS = 100  # blank pages rendered in each condition
+
+
+def attempt(conversion: Callable[[np.ndarray], Any], grey: np.ndarray) -> Any:
+    """What `conversion` makes of a picture, or None where it finds no digit in it."""
+    try:
+        return conversion(grey)
+    except ImageError:
+        return None
+
+
 # Pairs of digits read as numbers, in three of those conditions (by the start of their names).
 NUMBERS = {"clean": "clean (", "scanned": "scan:", "photographed": "photo:"}
 
@@ -255,12 +269,15 @@ def main() -> None:
             rng = np.random.default_rng(args.seed)
             files = [render(x[i], rng, Path(tmp) / f"{i}") for i in range(len(y))]
             grey = [read_image(f) for f in files]
-            converted = [convert(g) for g in grey]
-            digits = np.stack([image for image, _ in converted])
-            right = (model.predict(digits, verbose=0).argmax(axis=1) == y).mean()
-            several = np.mean([count > 1 for _, count in converted])
-            split = np.mean([len(convert_number(g)) > 1 for g in grey])
-            rows.append((name, right, several, split))
+            converted = [attempt(convert, g) for g in grey]
+            found = [i for i, c in enumerate(converted) if c is not None]
+            digits = np.stack([converted[i][0] for i in found])
+            right = (model.predict(digits, verbose=0).argmax(axis=1) == y[found]).sum() / len(y)
+            several = np.mean([c is not None and c[1] > 1 for c in converted])
+            split = np.mean([len(attempt(convert_number, g) or []) > 1 for g in grey])
+            blanks = [render(BLANK, rng, Path(tmp) / f"blank{i}") for i in range(BLANKS)]
+            empty = np.mean([attempt(convert, read_image(f)) is None for f in blanks])
+            rows.append((name, right, several, split, 1 - len(found) / len(y), empty))
         # Each pair of consecutive digits side by side in one file, as a number is written:
         # every one should be warned of.
         pairs = [
@@ -291,7 +308,7 @@ def main() -> None:
                     ]
                 )
         for name, start in NUMBERS.items():
-            (alone,) = [acc for c, acc, _, _ in rows if c.startswith(start)]
+            (alone,) = [acc for c, acc, *_ in rows if c.startswith(start)]
             numbers["each digit read alone, its accuracy squared", name] = alone**2
     uci = load_digits()
     other = {}
@@ -312,12 +329,13 @@ def main() -> None:
             f"digits rendered as files. {made_by(file)}",
             "",
             "| condition | accuracy | against clean | warned of digits side by side | "
-            "read with `--number` as two digits or more |",
-            "|---|---|---|---|---|",
+            f"read with `--number` as two digits or more | no digit found | {BLANKS} blank "
+            "pages: no digit found |",
+            "|---|---|---|---|---|---|---|",
             *(
                 f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points | {several:.1%} | "
-                f"{split:.1%} |"
-                for name, acc, several, split in rows
+                f"{split:.1%} | {refused:.1%} | {empty:.0%} |"
+                for name, acc, several, split, refused, empty in rows
             ),
             "",
             f"Consecutive pairs of these digits side by side in one file, clean: "

@@ -53,6 +53,11 @@ NUMBER_GAP = 0.03
 # it, the picture is smoothed by GRAIN pixels first, which lifts faint strokes above the
 # grain but dims thin printed lines below the threshold in places (they would stay).
 SEPARATION, GRAIN = 3.0, 0.7
+# Still that close once smoothed, with over GRAIN_ONLY of the picture read as ink, Otsu has
+# split the grain itself near its median: there is no digit to read. On the photos
+# benchmark's renderings, blank pages read so as 28-56% ink; faint pencil digits that stay
+# grainy as 22-47%, and those over 35% were all read wrong.
+GRAIN_ONLY = 0.35
 # The paper's level is modelled through a window a quarter of the picture wide, which takes
 # strokes about as wide for paper: those of a bold digit cropped tight (a marker, a thumbnail,
 # the UCI digits' 8x8). Strokes this share of the window wide or more are measured from the
@@ -342,6 +347,8 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     amount = ink(gray)
     if grainy(amount):
         amount = ink(ndimage.gaussian_filter(gray, GRAIN))
+        if grainy(amount) and inked(amount).mean() > GRAIN_ONLY:
+            raise ImageError(f"{name}: empty image (no digit found, only the paper's grain)")
     if bold(amount):
         amount = ink(gray, flat=True)
     kept = strokes(amount)

@@ -174,6 +174,14 @@ def test_a_blank_or_grain_only_page_has_no_digit(tmp_path):
     Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "grey.png")
     with pytest.raises(ImageError, match=r"grey\.png: empty image"):
         to_mnist(read_image(tmp_path / "grey.png"), "grey.png")
+    # Paper and its grain alone, scanned or photographed (lighting, shadow): no digit either.
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        scanned = np.clip(rng.uniform(190, 240) + rng.normal(0, 5, (160, 160)), 0, 255)
+        photographed = page(np.zeros((28, 28), np.uint8), rng)
+        for blank in (scanned, photographed):
+            with pytest.raises(ImageError, match="empty image .*only the paper's grain"):
+                to_mnist(blank)
 
 
 def _glyph() -> np.ndarray:

@@ -264,8 +264,8 @@ def read_numbers(
     `images`: as `predict` takes them; every image is converted (`predict.convert_number`),
     MNIST's 28x28 digits too, each a number of one digit. `Number.text` is the number
     ("427"), `Number.probability` the product of its digits', `Number.digits` each digit's
-    prediction. Marks under half the digits' height (a dash, a decimal point) are left out,
-    and digits that touch are read as one.
+    prediction. Marks under half the digits' height written apart from them (a dash, a
+    decimal point) are left out, and digits that touch are read as one.
 
     Raises:
         ImageError: an image that cannot be read, or holds no digit (the message names it).

@@ -7,7 +7,8 @@ first: a sheet cut out of the table it lies on, the paper's lighting taken away,
 lifted out of the paper's grain, specks and ruled lines dropped, a fine pen's strokes widened
 to MNIST's. `.npy` arrays go through the same steps. One image is one digit: where its strokes
 stand apart in a row, as a number's digits do, the prediction carries a warning
-(`side_by_side`).
+(`side_by_side`). Read as a number (`convert_number`), the strokes are split there instead
+and each digit converted as if alone.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ NUMBER_GAP = 0.03
 # grain but dims thin printed lines below the threshold in places (they would stay).
 SEPARATION, GRAIN = 3.0, 0.7
 # Still that close once smoothed, with over GRAIN_ONLY of the picture read as ink, Otsu has
-# split the grain itself near its median: there is no digit to read. On the photos
-# benchmark's renderings, blank pages read so as 28-56% ink; faint pencil digits that stay
-# grainy as 22-47%, and those over 35% were all read wrong.
+# split the grain itself near its median: there is no digit to read. Rendered as the photos
+# benchmark renders them (40 blank pages and 300 digits per condition), blank pages read so
+# as 28-56% ink; the faint pencil digits that stay grainy as 22-47%, and those over 35% were
+# all read wrong.
 GRAIN_ONLY = 0.35
 # The paper's level is modelled through a window a quarter of the picture wide, which takes
 # strokes about as wide for paper: those of a bold digit cropped tight (a marker, a thumbnail,
@@ -338,7 +340,8 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     (`to_mnist`'s steps up to `strokes`).
 
     Raises:
-        ImageError: a picture of one flat grey, or with no strokes in it.
+        ImageError: a picture of one flat grey, of paper and its grain alone, or with no
+            strokes in it.
     """
     gray = np.asarray(gray, np.float64)  # uint8 sums and differences would wrap around
     if gray.size == 0 or gray.max() - gray.min() < 1:

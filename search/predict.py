@@ -340,8 +340,8 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     (`to_mnist`'s steps up to `strokes`).
 
     Raises:
-        ImageError: a picture of one flat grey, of paper and its grain alone, or with no
-            strokes in it.
+        ImageError: a picture of one flat grey, of paper and its grain alone, with no
+            strokes in it, or with a line alone (`flat`).
     """
     gray = np.asarray(gray, np.float64)  # uint8 sums and differences would wrap around
     if gray.size == 0 or gray.max() - gray.min() < 1:
@@ -355,7 +355,7 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     if bold(amount):
         amount = ink(gray, flat=True)
     kept = strokes(amount)
-    if kept is None:
+    if kept is None or flat(kept):
         raise ImageError(f"{name}: empty image (no digit found)")
     return amount, kept
 
@@ -531,6 +531,16 @@ def strokes(amount: np.ndarray) -> np.ndarray | None:
     if not len(keep):
         return None
     return np.isin(labels, keep)
+
+
+def flat(mask: np.ndarray) -> bool:
+    """Whether the strokes of a non-empty `mask` lie flat: four times as wide as tall or more,
+    and no taller than two of their widths. A dash, or a ruled page's line with nothing
+    written on it; never a digit (MNIST's stand 7-10 of their widths tall, a marker's 4-6)
+    nor a row of them (as tall as a digit)."""
+    rows, cols = (np.flatnonzero(mask.any(axis=a)) for a in (1, 0))
+    tall, wide = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+    return bool(4 * tall <= wide and tall <= 2 * stroke_width(mask))
 
 
 def crop(amount: np.ndarray, kept: np.ndarray) -> np.ndarray:

@@ -180,8 +180,15 @@ def test_a_blank_or_grain_only_page_has_no_digit(tmp_path):
         scanned = np.clip(rng.uniform(190, 240) + rng.normal(0, 5, (160, 160)), 0, 255)
         photographed = page(np.zeros((28, 28), np.uint8), rng)
         for blank in (scanned, photographed):
-            with pytest.raises(ImageError, match="empty image .*only the paper's grain"):
+            with pytest.raises(ImageError, match=r"empty image .*only the paper's grain"):
                 to_mnist(blank)
+    # Nor is a ruled line with nothing written on it, or a dash alone.
+    with pytest.raises(ImageError, match="empty image"):
+        to_mnist(page(np.zeros((28, 28), np.uint8), rng, ruled=True))
+    dash = np.zeros((28, 28), np.uint8)
+    dash[13:16, 6:22] = 255
+    with pytest.raises(ImageError, match="empty image"):
+        to_mnist(dash.astype(float))
 
 
 def _glyph() -> np.ndarray:

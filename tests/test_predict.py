@@ -20,6 +20,7 @@ from search.predict import (
     images_in,
     on_the_sheet,
     read_image,
+    runs,
     side_by_side,
     to_mnist,
 )
@@ -328,6 +329,17 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path):
     predictions, errors = classify(tmp_path / "no-model.keras", [tmp_path / "empty"])
     assert predictions == []
     assert errors == [{"file": str(tmp_path / "empty"), "error": "no image files in this folder"}]
+
+
+def test_runs_are_the_mask_opened_by_a_line():
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        mask = rng.random(rng.integers(3, 60, 2)) < rng.uniform(0.5, 0.98)
+        for axis in (0, 1):
+            length = int(rng.integers(1, mask.shape[axis] + 2))
+            line = np.ones((1, length) if axis == 1 else (length, 1))
+            opened = ndimage.binary_opening(mask, structure=line)
+            np.testing.assert_array_equal(runs(mask, length, axis), opened)
 
 
 def test_a_line_is_dropped_but_not_where_a_stroke_crosses_it():

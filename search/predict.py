@@ -45,9 +45,9 @@ THIN, STROKE = 0.05, 0.14
 # to about twice BRIDGE of the height are bridged first (a fine pen's 0 drawn as two arcs).
 GAP, BRIDGE = 0.1, 0.04
 # Read as a number, a picture is expected to hold digits in a row, often written closer than
-# GAP: there they stand apart by NUMBER_GAP. On the photos benchmark's digits, it splits no
-# more single digits than GAP does (0-0.7% per condition) and reads two digits written close
-# right where GAP read them as one (benchmarks/photos.py).
+# GAP: there they stand apart by NUMBER_GAP. On the photos benchmark, it reads two digits
+# written close right where GAP read them as one, and splits 0.4% of single digits at most
+# (GAP: 0.2%) (benchmarks/photos.py).
 NUMBER_GAP = 0.03
 # Ink that stands this many spreads of the paper's grain above it is a stroke's; a split of
 # the grain itself in two (a faint pencil, or no digit at all) stands about 2 apart. Below
@@ -55,10 +55,10 @@ NUMBER_GAP = 0.03
 # grain but dims thin printed lines below the threshold in places (they would stay).
 SEPARATION, GRAIN = 3.0, 0.7
 # Still that close once smoothed, with over GRAIN_ONLY of the picture read as ink, Otsu has
-# split the grain itself near its median: there is no digit to read. Rendered as the photos
-# benchmark renders them (40 blank pages and 300 digits per condition), blank pages read so
-# as 28-56% ink; the faint pencil digits that stay grainy as 22-47%, and those over 35% were
-# all read wrong.
+# split the grain itself near its median: there is no digit to read. Pages of grain alone
+# read so as about half ink, faint pencil digits that stay grainy as a fifth to a half; on
+# the photos benchmark the rule finds no digit in 5.7% of the pencil's, most of which were
+# read wrong, and in every scanned blank page (benchmarks/photos.py).
 GRAIN_ONLY = 0.35
 # The paper's level is modelled through a window a quarter of the picture wide, which takes
 # strokes about as wide for paper: those of a bold digit cropped tight (a marker, a thumbnail,

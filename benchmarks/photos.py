@@ -10,7 +10,7 @@ beside the same digits clean (light on black, as MNIST has them, enlarged), and 
 `digits predict --number` would read it as a number of several digits, and how often it finds
 no digit (each holds one; then pairs of them in one file, each of which should be warned of
 and read as a number of two, as MNIST spaces them and written close; and blank pages, in
-which no digit should be found):
+which no digit should be found), and how long a conversion takes:
 
 - scan: dark ink on light grey paper with grain, the digit at a random place and size on the
   page, strokes thinner or thicker; grey PNG;
@@ -269,7 +269,9 @@ def main() -> None:
             rng = np.random.default_rng(args.seed)
             files = [render(x[i], rng, Path(tmp) / f"{i}") for i in range(len(y))]
             grey = [read_image(f) for f in files]
+            began = time.perf_counter()
             converted = [attempt(convert, g) for g in grey]
+            ms = 1000 * (time.perf_counter() - began) / len(grey)
             found = [i for i, c in enumerate(converted) if c is not None]
             digits = np.stack([converted[i][0] for i in found])
             right = (model.predict(digits, verbose=0).argmax(axis=1) == y[found]).sum() / len(y)
@@ -277,7 +279,7 @@ def main() -> None:
             split = np.mean([len(attempt(convert_number, g) or []) > 1 for g in grey])
             blanks = [render(BLANK, rng, Path(tmp) / f"blank{i}") for i in range(BLANKS)]
             empty = np.mean([attempt(convert, read_image(f)) is None for f in blanks])
-            rows.append((name, right, several, split, 1 - len(found) / len(y), empty))
+            rows.append((name, right, several, split, 1 - len(found) / len(y), empty, ms))
         # Each pair of consecutive digits side by side in one file, as a number is written:
         # every one should be warned of.
         pairs = [
@@ -330,12 +332,12 @@ def main() -> None:
             "",
             "| condition | accuracy | against clean | warned of digits side by side | "
             f"read with `--number` as two digits or more | no digit found | {BLANKS} blank "
-            "pages: no digit found |",
-            "|---|---|---|---|---|---|---|",
+            "pages: no digit found | conversion, ms a picture |",
+            "|---|---|---|---|---|---|---|---|",
             *(
                 f"| {name} | {acc:.1%} | {100 * (acc - base):+.1f} points | {several:.1%} | "
-                f"{split:.1%} | {refused:.1%} | {empty:.0%} |"
-                for name, acc, several, split, refused, empty in rows
+                f"{split:.1%} | {refused:.1%} | {empty:.0%} | {ms:.0f} |"
+                for name, acc, several, split, refused, empty, ms in rows
             ),
             "",
             f"Consecutive pairs of these digits side by side in one file, clean: "

@@ -122,7 +122,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
             float,
             0.0,
             "weight averaging: momentum per step of a moving average of the weights, which "
-            "validation scores and training ends with (0: off; 0.999 averages ~1,000 steps)",
+            "validation scores and training ends with (0: off; 0.999 averages ~1,000 steps, "
+            "starting from the first step's weights: keep it well under a trial's steps)",
             0,
             1,
             hi_open=True,

@@ -65,6 +65,7 @@ GRAIN_ONLY = 0.35
 # the UCI digits' 8x8). Strokes this share of the window wide or more are measured from the
 # level of the paper at the picture's border instead (most of MNIST's measure 0.3-0.6).
 BOLD = 0.65
+NATIVE = 8  # a picture of pixel blocks keeps at least this many pixels a side (`native`)
 
 
 class ImageError(Exception):
@@ -346,7 +347,7 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     gray = np.asarray(gray, np.float64)  # uint8 sums and differences would wrap around
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
-    gray = on_the_sheet(_at_most(gray, WORK_SIZE))
+    gray = on_the_sheet(_at_most(native(gray), WORK_SIZE))
     amount = ink(gray)
     if grainy(amount):
         amount = ink(ndimage.gaussian_filter(gray, GRAIN))
@@ -358,6 +359,25 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     if kept is None or flat(kept):
         raise ImageError(f"{name}: empty image (no digit found)")
     return amount, kept
+
+
+def native(gray: np.ndarray) -> np.ndarray:
+    """`gray` at the size it was drawn where it is an exact nearest-neighbour enlargement
+    (every k x k block of one value: a small digit zoomed by repeating its pixels), nothing
+    lost; else `gray`. Blocks k pixels wide would be measured as strokes that wide, and the
+    paper's level modelled around them as if they were (`ink`)."""
+    h, w = gray.shape
+    if min(h, w) < 2 * NATIVE:
+        return gray
+    repeated = np.array_equal(gray[0], gray[1]) and np.array_equal(gray[:, 0], gray[:, 1])
+    if not repeated:  # a photo's or a scan's neighbouring rows never match exactly
+        return gray
+    for k in range(min(h, w) // NATIVE, 1, -1):  # the largest factor first
+        if h % k == 0 and w % k == 0:
+            blocks = gray.reshape(h // k, k, w // k, k)
+            if (blocks == blocks[:, :1, :, :1]).all():
+                return gray[::k, ::k]
+    return gray
 
 
 def mnist_frame(digit: np.ndarray) -> np.ndarray:

@@ -158,6 +158,17 @@ def test_a_number_splits_into_its_digits_each_converted_as_alone(digits):
     np.testing.assert_array_equal(alone, to_mnist(x[0].astype(float)))
 
 
+def test_a_digit_enlarged_by_repeating_its_pixels_converts_as_at_its_own_size(digits):
+    # Blocks read as strokes as wide would hollow the digit out (a bold 8x8 digit zoomed 8x).
+    for digit in digits[0][:4]:
+        for k in (2, 5):
+            blocky = np.kron(digit.astype(float), np.ones((k, k)))
+            np.testing.assert_array_equal(to_mnist(blocky), to_mnist(digit.astype(float)))
+    bold = np.zeros((8, 8))
+    bold[1:7, 2:6], bold[3:5, 3:5] = 255, 0  # a 0 in strokes two pixels wide
+    np.testing.assert_array_equal(to_mnist(np.kron(bold, np.ones((8, 8)))), to_mnist(bold))
+
+
 def test_the_conversion_is_an_mnist_digit(digits):
     converted = to_mnist(page(digits[0][0], np.random.default_rng(1)))
     assert converted.shape == (28, 28) and converted.dtype == np.uint8

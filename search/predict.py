@@ -348,14 +348,18 @@ def digit_strokes(gray: np.ndarray, name: str = "image") -> tuple[np.ndarray, np
     if gray.size == 0 or gray.max() - gray.min() < 1:
         raise ImageError(f"{name}: empty image (no digit found)")
     gray = on_the_sheet(_at_most(native(gray), WORK_SIZE))
+    # Each ink map's split into ink and paper (`inked`) is found once and serves each test.
     amount = ink(gray)
-    if grainy(amount):
+    mask = inked(amount)
+    if grainy(amount, mask):
         amount = ink(ndimage.gaussian_filter(gray, GRAIN))
-        if grainy(amount) and inked(amount).mean() > GRAIN_ONLY:
+        mask = inked(amount)
+        if grainy(amount, mask) and mask.mean() > GRAIN_ONLY:
             raise ImageError(f"{name}: empty image (no digit found, only the paper's grain)")
-    if bold(amount):
+    if bold(mask):
         amount = ink(gray, flat=True)
-    kept = strokes(amount)
+        mask = inked(amount)
+    kept = strokes(mask)
     if kept is None or flat(kept):
         raise ImageError(f"{name}: empty image (no digit found)")
     return amount, kept
@@ -511,11 +515,10 @@ def _window(shape: tuple[int, ...]) -> int:
     return max(3, min(shape) // 4)
 
 
-def bold(amount: np.ndarray) -> bool:
-    """Whether the strokes of an ink map are `BOLD` of `ink`'s window wide or more: the
-    window took part of them for paper."""
-    mask = inked(amount)
-    return bool(mask.any()) and stroke_width(mask) >= BOLD * _window(amount.shape)
+def bold(mask: np.ndarray) -> bool:
+    """Whether the strokes where an ink map holds ink (`inked`) are `BOLD` of `ink`'s window
+    wide or more: the window took part of them for paper."""
+    return bool(mask.any()) and stroke_width(mask) >= BOLD * _window(mask.shape)
 
 
 def inked(amount: np.ndarray) -> np.ndarray:
@@ -523,10 +526,9 @@ def inked(amount: np.ndarray) -> np.ndarray:
     return amount > max(otsu(amount), INK)
 
 
-def grainy(amount: np.ndarray) -> bool:
-    """Whether the ink map's split into ink and paper (Otsu's) stands less than `SEPARATION`
-    spreads of the paper's grain apart: faint strokes, lost among the grain."""
-    mask = inked(amount)
+def grainy(amount: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether the ink map's split into ink and paper (`mask`, its `inked`) stands less than
+    `SEPARATION` spreads of the paper's grain apart: faint strokes, lost among the grain."""
     if mask.all() or not mask.any():
         return False
     paper = amount[~mask]
@@ -534,15 +536,16 @@ def grainy(amount: np.ndarray) -> bool:
     return bool(np.median(amount[mask]) - np.median(paper) < SEPARATION * spread)
 
 
-def strokes(amount: np.ndarray) -> np.ndarray | None:
-    """Where an ink map holds the digit's strokes (a mask), or None where there is no digit.
+def strokes(mask: np.ndarray) -> np.ndarray | None:
+    """Where the digit's strokes are among an ink map's ink (`mask`, its `inked`), or None
+    where there is no digit.
 
     Ink is what stands above the grain (Otsu's threshold between the two); the digit is the
     largest connected stroke and those at least `KEEP` of its size (a 5's detached bar), so
     specks are dropped, and so are ruled lines and a page's edge (`drop_lines`). Pixels that
     touch at a corner are connected: a fine pen's diagonal is a chain of such pixels.
     """
-    mask = drop_lines(inked(amount))
+    mask = drop_lines(mask)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if not count:
         return None

@@ -136,13 +136,20 @@ def test_failed_export_leaves_the_previous_one_intact(pipeline, monkeypatch, run
     assert code == 2 and "unknown export format(s) onnx" in err
 
 
-def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
-    from PIL import Image
-
+def surest(pipeline: dict, n: int) -> list[int]:
+    """The `n` test digits the export reads right most surely, as arrays: pictures of them
+    should read the same."""
     model = keras.saving.load_model(pipeline["model"] / "model.keras")
     x, y = pipeline["x"], pipeline["y"]
     probs = model.predict(x, verbose=0)
-    sure = [i for i in np.argsort(-probs.max(axis=1)) if probs[i].argmax() == y[i]][:6]
+    return [i for i in np.argsort(-probs.max(axis=1)) if probs[i].argmax() == y[i]][:n]
+
+
+def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
+    from PIL import Image
+
+    x, y = pipeline["x"], pipeline["y"]
+    sure = surest(pipeline, 6)
     files = []
     for n, i in enumerate(sure):
         big = Image.fromarray(x[i]).resize((90 + 7 * n, 110), Image.Resampling.BILINEAR)
@@ -219,10 +226,8 @@ def test_predict_classifies_real_image_files(pipeline, tmp_path, run_cli):
 def test_a_number_is_read_digit_by_digit(pipeline, tmp_path, run_cli):
     from PIL import Image
 
-    model = keras.saving.load_model(pipeline["model"] / "model.keras")
     x, y = pipeline["x"], pipeline["y"]
-    probs = model.predict(x, verbose=0)
-    sure = [i for i in np.argsort(-probs.max(axis=1)) if probs[i].argmax() == y[i]][:3]
+    sure = surest(pipeline, 3)
     dash = np.zeros((28, 14), np.uint8)
     dash[13:16, 4:10] = 255  # "12-7": the dash is no digit
     row = np.concatenate([x[sure[0]], x[sure[1]], dash, x[sure[2]]], axis=1)

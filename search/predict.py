@@ -823,9 +823,10 @@ def reading(name: str, image: np.ndarray, probs: np.ndarray) -> Prediction:
     return Prediction(name, top3[0][0], top3[0][1], top3, image)
 
 
-def show(predictions: list[Prediction], folder: Path) -> list[Path]:
-    """Write the 28x28 image the model saw for each prediction into `folder`, as
-    `<file's stem>.png` (numbered where two files share a stem); returns the paths."""
+def show(predictions: list[Prediction] | list[Number], folder: Path) -> list[Path]:
+    """Write the 28x28 image the model saw for each prediction (a number's digits side by
+    side) into `folder`, as `<file's stem>.png` (numbered where two files share a stem);
+    returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for p in predictions:

@@ -90,10 +90,10 @@ BUDGET_FILE = "budget.json"  # a retraining's member sizes and calibration, in r
 BUDGET_MARGIN = 0.9
 # Where the time left fits fewer epochs than this per member, fewer members train, each
 # longer: on the quick preset's configurations one member of 8 epochs erred less than two of
-# 4 averaged, and one of 12 less than two of 6, but two of 9 no more than one of 16, nor two
-# of 16 than one of 32 (BENCHMARKS.md, experiments): from about 8 epochs each, two do no
-# worse than one.
-MIN_EPOCHS = 8
+# 4 averaged, one of 12 less than two of 6, and one of 24 less than two of 12 (16 filters
+# first), while two of 9 erred about as often as one of 16, and two of 16 as one of 32
+# (BENCHMARKS.md, experiments): from about 12 epochs each, two do no worse than one.
+MIN_EPOCHS = 12
 
 
 def recorded_rates(path: Path) -> dict[str, float]:

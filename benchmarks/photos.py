@@ -314,11 +314,10 @@ def main() -> None:
             numbers["each digit read alone, its accuracy squared", name] = alone**2
     uci = load_digits()
     other = {}
-    for size, resample in ((8, "NEAREST"), (32, "BILINEAR"), (64, "NEAREST")):
+    nearest, bilinear = Image.Resampling.NEAREST, Image.Resampling.BILINEAR
+    for size, resample in ((8, nearest), (32, bilinear), (64, nearest)):
         images = [
-            Image.fromarray((image * 255 / 16).astype(np.float32)).resize(
-                (size, size), getattr(Image.Resampling, resample)
-            )
+            Image.fromarray((image * 255 / 16).astype(np.float32)).resize((size, size), resample)
             for image in uci.images
         ]
         digits = np.stack([convert(np.asarray(im, np.float64))[0] for im in images])

@@ -137,8 +137,8 @@ def test_failed_export_leaves_the_previous_one_intact(pipeline, monkeypatch, run
 
 
 def surest(pipeline: dict, n: int) -> list[int]:
-    """The `n` test digits the export reads right most surely, as arrays: pictures of them
-    should read the same."""
+    """Indices into `pipeline["x"]` of the `n` test digits the export reads right most
+    surely: pictures of them should read the same."""
     model = keras.saving.load_model(pipeline["model"] / "model.keras")
     x, y = pipeline["x"], pipeline["y"]
     probs = model.predict(x, verbose=0)

@@ -32,9 +32,15 @@ from search.study import StudyError, atomic_path
 BOX = 20  # MNIST fits each digit into 20x20, then centres it in 28x28
 INK = 0.2  # a pixel with less than this share of the strongest ink is never a stroke
 KEEP = 0.1  # strokes this share of the largest one's size or more belong to the digit
+# The largest stroke spanning less than this share of the picture's longer side is a speck
+# (grain, a square's corner on squared paper): a digit at the working size would be a dozen
+# pixels tall. Every digit of the photos benchmark spans 0.09 or more (benchmarks/photos.py).
+SPECK = 0.03
 WORK_SIZE = 400  # pixels on the longer side the conversion works at
 SHEET = 0.2  # the least share of a photo a sheet of paper on a table is taken to fill
 EDGE = 0.4  # a sheet's edge: its grey clears the table's by this share of their step or more
+BLANK_SHEET = 0.4  # a blank sheet holds a disc this share of the picture's shorter side wide
+PHOTO = 64  # pixels on the shorter side a photo of a blank sheet has at least
 # MNIST's strokes are 0.10 (its thinnest) to 0.14 (median) of the digit's longer side wide:
 # a digit drawn with a fine pen, shrunk to 20x20, would be a faint hairline. Strokes under
 # half the thinnest are widened to the median; wider ones are left as drawn (a crop widened
@@ -453,14 +459,23 @@ def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
     sheet = labels == 1 + np.argmax(ndimage.sum(closed, labels, range(1, count + 1)))
     sheet = ndimage.binary_fill_holes(sheet)
     dark = sheet & ~bright
-    if not (SHEET <= sheet.mean() <= 0.98 and 20 <= dark.sum() <= 0.2 * sheet.sum()):
+    if not (SHEET <= sheet.mean() <= 0.98 and dark.sum() <= 0.2 * sheet.sum()):
         return None
-    # Dark on a sheet is ink: strokes, thin beside the sheet and long beside their width
-    # (area over width squared). Inside a light digit on a dark ground it is the holes of a
-    # 0, 6, 8 or 9: round, and a fifth of the digit's size.
-    width = stroke_width(dark)
-    if width > 0.13 * np.sqrt(sheet.sum()) or dark.sum() < 5 * width**2:
-        return None
+    if dark.sum() < 20:
+        # Nothing written on it: a blank sheet, in a photo (a thumbnail's strokes are blobs),
+        # with the table on every side and as wide as sheets are. A light digit on a dark
+        # ground has no dark inside either, but no stroke is that wide, and a digit cropped
+        # tight (a bold 1) touches the picture's border.
+        wide = 2 * ndimage.distance_transform_edt(sheet).max() >= BLANK_SHEET * min(gray.shape)
+        if min(gray.shape) < PHOTO or not wide or _border(sheet).any():
+            return None
+    else:
+        # Dark on a sheet is ink: strokes, thin beside the sheet and long beside their
+        # width (area over width squared). Inside a light digit on a dark ground it is the
+        # holes of a 0, 6, 8 or 9: round, and a fifth of the digit's size.
+        width = stroke_width(dark)
+        if width > 0.13 * np.sqrt(sheet.sum()) or dark.sum() < 5 * width**2:
+            return None
     corners = np.argwhere(sheet ^ ndimage.binary_erosion(sheet))
     if sheet.sum() < 0.9 * ConvexHull(corners).volume:  # a hull's "volume" in 2-D: its area
         return None
@@ -550,10 +565,10 @@ def strokes(mask: np.ndarray) -> np.ndarray | None:
     if not count:
         return None
     sizes = ndimage.sum(mask, labels, range(1, count + 1))
-    keep = np.flatnonzero(sizes >= max(KEEP * sizes.max(), 1)) + 1
-    if not len(keep):
+    rows, cols = ndimage.find_objects(labels)[int(np.argmax(sizes))]
+    if max(rows.stop - rows.start, cols.stop - cols.start) < SPECK * max(mask.shape):
         return None
-    return np.isin(labels, keep)
+    return np.isin(labels, np.flatnonzero(sizes >= KEEP * sizes.max()) + 1)
 
 
 def flat(mask: np.ndarray) -> bool:

@@ -22,6 +22,7 @@ from search.predict import (
     read_image,
     runs,
     side_by_side,
+    strokes,
     to_mnist,
 )
 from search.study import StudyError
@@ -201,6 +202,37 @@ def test_a_blank_or_grain_only_page_has_no_digit(tmp_path):
     dash[13:16, 6:22] = 255
     with pytest.raises(ImageError, match="empty image"):
         to_mnist(dash.astype(float))
+
+
+def found_empty(pictures: list[np.ndarray]) -> float:
+    """The share of `pictures` in which no digit is found."""
+    empty = 0
+    for picture in pictures:
+        try:
+            to_mnist(picture)
+        except ImageError:
+            empty += 1
+    return empty / len(pictures)
+
+
+def test_blank_squared_paper_and_a_blank_sheet_on_a_table_mostly_hold_no_digit():
+    # What the lattice leaves once its lines are dropped are specks (`SPECK`); a sheet with
+    # nothing on it is cut out of the table as one with a digit is. Not every time: a piece
+    # of a line the lighting broke off, or a shadow's edge, can still stand as a stroke.
+    rng = np.random.default_rng(5)
+    blank = np.zeros((28, 28), np.uint8)
+    assert found_empty([page(blank, rng, squared=True) for _ in range(20)]) >= 0.75
+    assert found_empty([on_a_table(page(blank, rng), rng) for _ in range(20)]) >= 0.75
+
+
+def test_specks_alone_are_no_digit_but_a_small_digit_is_one():
+    mask = np.zeros((400, 400), bool)
+    mask[::37, ::41] = True  # grain, or the corners squared paper's lines leave
+    mask[100:108, 200:203] = True
+    assert strokes(mask) is None
+    mask[300:320, 50:53] = True  # a 1 a twentieth of the picture tall
+    kept = strokes(mask)
+    assert kept[310, 51] and not kept[0, 0]
 
 
 def _glyph() -> np.ndarray:
@@ -402,6 +434,8 @@ def test_only_a_sheet_on_a_table_is_cut_out(digits):
     for digit in [*digits[0], *bold]:
         # A light digit on a dark ground (its holes are no ink), and a page under a shadow.
         clean = np.asarray(Image.fromarray(digit).resize((112, 112)), dtype=np.float64)
+        # Shrunk to 8x8 its strokes are a blob with no hole, as wide as a blank sheet.
+        tiny = np.asarray(Image.fromarray(digit).resize((8, 8)), dtype=np.float64)
         shaded = page(digit, rng)
-        for picture in (clean, shaded):
+        for picture in (clean, tiny, shaded):
             assert on_the_sheet(picture) is picture

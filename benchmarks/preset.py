@@ -134,8 +134,11 @@ def setup_of(result: dict) -> str:
         epochs = f"up to {budget['at_most']} (fit to time{each}{floor})"
         if each and 0 in budget["epochs"].values():  # members left out (budget.MIN_EPOCHS)
             size = f"{size} of {len(budget['epochs'])}"
+    # Where recorded: the members also read the image turned each way (test-time views).
+    degrees = e["ensemble"].get("tta_degrees")
+    views = f", test-time turns of {degrees:g} degrees" if degrees else ""
     return (
-        f"{size} x {epochs} epochs, batches of {result['batch_size']}, "
+        f"{size} x {epochs} epochs{views}, batches of {result['batch_size']}, "
         f"space {result['space_sha256'][:7]}{shared}"
     )
 

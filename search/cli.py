@@ -192,7 +192,7 @@ def cmd_ensemble(args: argparse.Namespace, console: Console) -> int:
     from search.pipeline import evaluate_and_report
     from search.show import print_evaluated
 
-    evaluated = evaluate_and_report(study, args.tta)
+    evaluated = evaluate_and_report(study, bool(args.tta))
     print_evaluated(console, evaluated.evaluation, evaluated.report, evaluated.folder)
     return 0
 
@@ -400,7 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "hold_out": options.shared("--hold-out", action="store_true", help="keep validation out"),
         "tta": options.shared(
-            "--tta", action="store_true", help="test-time augmentation: 1-px shifts"
+            "--tta",
+            action=argparse.BooleanOptionalAction,
+            help="test-time augmentation: members also read the image turned 5 degrees each "
+            "way (run: default the preset's; quick uses it)",
         ),
         "recycle": options.shared(
             "--recycle",

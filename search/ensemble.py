@@ -3,8 +3,8 @@
 The ensemble is a plain functional model: the members (uniquely named sub-models) side by
 side and a standard `Average` layer over their softmax outputs, so it saves and loads as a
 single `.keras` file without this package. With test-time augmentation (`tta`) every member
-also sees the image shifted by one pixel each way, made with standard padding and cropping
-layers, so the exported SavedModel and TFLite files do it too.
+also sees the image turned `TTA_DEGREES` each way, made with a standard frozen `Dense` layer
+(a turn is a linear map of the pixels), so the exported SavedModel and TFLite files do it too.
 
 Members retrained with a hold-out (`digits retrain --hold-out`) are also measured on the
 study's validation split: each member, the best k by search score for every k, with and
@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 from keras import layers
+from scipy import ndimage
 
 from search.data import IMAGE_SHAPE, Dataset
 from search.model import rebuild
@@ -30,24 +31,37 @@ from search.study import Study, StudyError, atomic_path, write_atomic
 ENSEMBLE_FILE = "ensemble.keras"
 EVALUATION_FILE = "evaluation.json"
 PREDICT_BATCH = 1000
-# Test-time views as (down, right) pixel shifts: the image itself and one pixel each way.
-# Training augments with shifts of up to ~3 pixels, so these views stay in distribution.
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+# Test-time views: the image, and the image turned this many degrees each way. On the
+# validation split, held-out members of five quick-family studies erred 3.1 images fewer
+# each (of 33; none more) with turns of 5 degrees, as with 7 or 9, where the image and its
+# one-pixel shifts erred 1.1 fewer (BENCHMARKS.md, experiments). The quick space trains
+# with turns of up to 10 degrees and the full one up to 5: these views stay in distribution.
+TTA_DEGREES = 5.0
 
 
 def ensemble_dir(study: Study) -> Path:
     return study.dir / "ensemble"
 
 
-def shifted_views(images: Any) -> list[Any]:
-    """The TTA_SHIFTS views of a batch of [28, 28] images, black (zero) where shifted in."""
-    h, w = IMAGE_SHAPE
-    padded = layers.ZeroPadding2D(1, name="tta_pad")(layers.Reshape((h, w, 1))(images))
-    views = []
-    for down, right in TTA_SHIFTS:
-        crop = ((1 - down, 1 + down), (1 - right, 1 + right))
-        view = layers.Cropping2D(crop, name=f"tta_view_{down}_{right}".replace("-", "m"))(padded)
-        views.append(layers.Reshape(IMAGE_SHAPE)(view))
+def turn_matrix(degrees: float) -> np.ndarray:
+    """The [784, 784] matrix that turns a flattened 28x28 image by `degrees` about its centre
+    (bilinear, black where nothing turns in). A turn is linear in the pixels: row k is the
+    image of pixel k alone, turned."""
+    n = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+    basis = np.eye(n, dtype=np.float32).reshape(n, *IMAGE_SHAPE)
+    return ndimage.rotate(basis, degrees, axes=(2, 1), reshape=False, order=1).reshape(n, n)
+
+
+def turned_views(images: Any) -> list[Any]:
+    """A batch of [28, 28] images, and the same turned `TTA_DEGREES` each way."""
+    flat = layers.Flatten(name="tta_flat")(images)
+    views = [images]
+    for degrees in (-TTA_DEGREES, TTA_DEGREES):
+        name = f"tta_turn_{degrees:+g}".replace("+", "").replace("-", "m")
+        turn = layers.Dense(flat.shape[-1], use_bias=False, trainable=False, name=name)
+        turned = turn(flat)
+        turn.set_weights([turn_matrix(degrees)])
+        views.append(layers.Reshape(IMAGE_SHAPE)(turned))
     return views
 
 
@@ -60,7 +74,7 @@ def build_ensemble(
     if len(set(names)) != len(names):
         raise ValueError(f"member names must be unique, got {names}")
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    views = shifted_views(inputs) if tta else [inputs]
+    views = turned_views(inputs) if tta else [inputs]
     outputs = [m(view) for m in members for view in views]
     mean = layers.Average(name="mean_probabilities")(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(inputs, mean, name=name)
@@ -110,7 +124,7 @@ def validation_report(
     split = validation_split(study, dataset)
     x, y = split.x_val, split.y_val
     plain = [predict(m, x) for m in members]
-    shifted = [predict(build_ensemble([m], tta=True, name=f"{m.name}_tta"), x) for m in members]
+    turned = [predict(build_ensemble([m], tta=True, name=f"{m.name}_tta"), x) for m in members]
     order = sorted(range(len(members)), key=lambda i: -manifests[i]["val_accuracy"])
     by_size = []
     for k in range(1, len(order) + 1):
@@ -119,14 +133,14 @@ def validation_report(
             {
                 "members": [members[i].name for i in best],
                 "accuracy": accuracy(np.mean([plain[i] for i in best], axis=0), y)[0],
-                "tta_accuracy": accuracy(np.mean([shifted[i] for i in best], axis=0), y)[0],
+                "tta_accuracy": accuracy(np.mean([turned[i] for i in best], axis=0), y)[0],
             }
         )
     return {
         "images": len(y),
         "members": {
             m.name: {"accuracy": accuracy(p, y)[0], "tta_accuracy": accuracy(q, y)[0]}
-            for m, p, q in zip(members, plain, shifted, strict=True)
+            for m, p, q in zip(members, plain, turned, strict=True)
         },
         "by_size": by_size,
     }
@@ -172,6 +186,7 @@ def evaluate(
             "test_errors": errors,
             "size": len(members),
             "tta": tta,
+            **({"tta_degrees": TTA_DEGREES} if tta else {}),
         },
         "gain_over_best_member": acc - best_member,
         "gain_over_mean_member": acc - float(np.mean([r["test_accuracy"] for r in rows])),

@@ -69,7 +69,12 @@ def model_card(name: str, meta: dict[str, Any]) -> str:
         if held_out
         else f"all {meta['train_images']:,} training images"
     )
-    views = " over the image and its one-pixel shifts (test-time augmentation)"
+    views = ""
+    if ens.get("tta"):
+        # An evaluation that records no degrees averaged the image's one-pixel shifts.
+        turns = ens.get("tta_degrees")
+        seen = f"the image turned {turns:g} degrees each way" if turns else "its one-pixel shifts"
+        views = f" over the image and {seen} (test-time augmentation)"
     rows = "\n".join(
         f"| {m['member']} | trial {m['trial_id']}, seed {m['seed']}, {m['epochs']} epochs | "
         f"{m['val_accuracy_in_search']:.4f} | {m['test_accuracy']:.4f} |"
@@ -78,7 +83,7 @@ def model_card(name: str, meta: dict[str, Any]) -> str:
     return f"""# {name}
 
 An ensemble of {ens["size"]} CNN(s) for 28x28 handwritten digits, averaging their softmax
-outputs{views if ens.get("tta") else ""}; found by `digits search` (study `{meta["study"]}`),
+outputs{views}; found by `digits search` (study `{meta["study"]}`),
 retrained on {data} and evaluated once on the
 {meta["test_images"]:,}-image test set after every choice was made on a validation split.
 

@@ -71,15 +71,17 @@ def run_preset(
     seed: int = 0,
     data: str | None = None,
     hold_out: bool = False,
-    tta: bool = False,
+    tta: bool | None = None,
     time_budget: float | None = None,
 ) -> RunOutcome:
     """Search, retrain, ensemble, evaluate and export `preset` into `study` (resuming).
 
-    `time_budget` (seconds; default: the preset's) covers the whole run, every part of an
-    interrupted one included.
+    `tta` (test-time augmentation; default: the preset's) and `time_budget` (seconds;
+    default: the preset's, covering the whole run, every part of an interrupted one
+    included).
     """
     settings = PRESETS[preset]
+    tta = settings.get("tta", False) if tta is None else tta
     space = space_mod.load(settings["space"])
     budget = time_budget or settings.get("time_budget")
     with study.run_clock() as parts:

@@ -8,40 +8,40 @@ import keras
 import numpy as np
 import pytest
 from conftest import copy_of, exported_probs, smoke_run
+from scipy import ndimage
 
 from search import data, space
 from search.cli import main
-from search.ensemble import TTA_SHIFTS, build_ensemble, in_float32
+from search.ensemble import TTA_DEGREES, build_ensemble, in_float32
 from search.hypermodel import compile_model
 from search.model import build_model
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: seconds each
 
 
-def roll_zero(x: np.ndarray, down: int, right: int) -> np.ndarray:
-    """`x` [N, 28, 28] moved by whole pixels, zeros shifted in: the numpy reference."""
-    out = np.zeros_like(x)
-    h, w = x.shape[1:]
-    out[:, max(down, 0) : h + min(down, 0), max(right, 0) : w + min(right, 0)] = x[
-        :, max(-down, 0) : h + min(-down, 0), max(-right, 0) : w + min(-right, 0)
-    ]
-    return out
-
-
-def test_tta_averages_the_members_over_one_pixel_shifts():
+def test_tta_averages_the_members_over_the_image_turned_each_way(capsys):
     keras.utils.set_random_seed(0)
     member = keras.Sequential(
         [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")],
         name="m0",
     )
     x = np.random.default_rng(0).integers(0, 256, (8, 28, 28)).astype("float32")
-    expected = np.mean(
-        [member.predict(roll_zero(x, d, r), verbose=0) for d, r in TTA_SHIFTS], axis=0
-    )
+    # The reference: scipy turning the images themselves, not the matrix's basis images.
+    views = [
+        x,
+        *(
+            ndimage.rotate(x, d, axes=(2, 1), reshape=False, order=1)
+            for d in (-TTA_DEGREES, TTA_DEGREES)
+        ),
+    ]
+    expected = np.mean([member.predict(v, verbose=0) for v in views], axis=0)
     np.testing.assert_allclose(
-        build_ensemble([member], tta=True).predict(x, verbose=0), expected, atol=1e-6
+        build_ensemble([member], tta=True).predict(x, verbose=0), expected, atol=1e-5
     )
-    assert len(TTA_SHIFTS) == 5 and (0, 0) in TTA_SHIFTS
+    # The command line's help, which does not load Keras, says the same.
+    with pytest.raises(SystemExit):
+        main(["ensemble", "--help"])
+    assert f"turned {TTA_DEGREES:g} degrees" in " ".join(capsys.readouterr().out.split())
 
 
 def test_bfloat16_member_trains_in_bfloat16_and_is_served_in_float32():

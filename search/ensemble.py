@@ -34,7 +34,7 @@ PREDICT_BATCH = 1000
 # Test-time views: the image, and the image turned this many degrees each way. On the
 # validation split, held-out members of five quick-family studies erred 3.1 images fewer
 # each (of 33; none more) with turns of 5 degrees, as with 7 or 9, where the image and its
-# one-pixel shifts erred 1.1 fewer (BENCHMARKS.md, experiments). The quick space trains
+# one-pixel shifts erred 1.1 fewer (BENCHMARKS.md, test-time views). The quick space trains
 # with turns of up to 10 degrees and the full one up to 5: these views stay in distribution.
 TTA_DEGREES = 5.0
 

@@ -57,8 +57,11 @@ def turned_views(images: Any) -> list[Any]:
     flat = layers.Flatten(name="tta_flat")(images)
     views = [images]
     for degrees in (-TTA_DEGREES, TTA_DEGREES):
-        name = f"tta_turn_{degrees:+g}".replace("+", "").replace("-", "m")
-        turn = layers.Dense(flat.shape[-1], use_bias=False, trainable=False, name=name)
+        name = f"tta_turn_{'m' if degrees < 0 else ''}{abs(degrees):g}"  # tta_turn_m5
+        # float32 whatever the global policy: the members are served in float32 too.
+        turn = layers.Dense(
+            flat.shape[-1], use_bias=False, trainable=False, dtype="float32", name=name
+        )
         turned = turn(flat)
         turn.set_weights([turn_matrix(degrees)])
         views.append(layers.Reshape(IMAGE_SHAPE)(turned))

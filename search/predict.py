@@ -443,11 +443,12 @@ def find_sheet(gray: np.ndarray, threshold: float) -> np.ndarray | None:
     The sheet is the largest region brighter than `threshold`, closed over thin dark lines
     and strokes, its holes filled. It is taken for a sheet on a table only if it covers
     `SHEET` to 98% of the picture, is nearly convex (a quadrilateral seen at any angle is),
-    holds some dark but is mostly bright, the dark in thin strokes (a light 1 on a dark
-    ground has nothing dark inside, a light 0 a wide hole) and ends in an edge: all along
-    it, the paper just inside stands clear above the table just outside (`EDGE`). Where a
-    shadow or a gradient ends the bright part of a page, the grey on both sides of the
-    threshold is alike.
+    is mostly bright, its dark in thin strokes (a light 0 on a dark ground has a wide hole),
+    or has no dark at all where it is a blank sheet (`BLANK_SHEET` wide, the table all
+    round, in a `PHOTO`: a light 1 on a dark ground is none of these), and ends in an edge:
+    all along it, the paper just inside stands clear above the table just outside (`EDGE`).
+    Where a shadow or a gradient ends the bright part of a page, the grey on both sides of
+    the threshold is alike.
     """
     bright = gray > threshold
     k = max(1, max(gray.shape) // 100)
@@ -553,7 +554,7 @@ def grainy(amount: np.ndarray, mask: np.ndarray) -> bool:
 
 def strokes(mask: np.ndarray) -> np.ndarray | None:
     """Where the digit's strokes are among an ink map's ink (`mask`, its `inked`), or None
-    where there is no digit.
+    where there is no digit (nothing, or specks: `SPECK`).
 
     Ink is what stands above the grain (Otsu's threshold between the two); the digit is the
     largest connected stroke and those at least `KEEP` of its size (a 5's detached bar), so

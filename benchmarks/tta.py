@@ -90,7 +90,8 @@ def main() -> None:
                 int(((a + b).argmax(axis=1) != y).sum())
                 for a, b in itertools.combinations(probs, 2)
             ]
-        counts.append(f"{name} ({len(members)} members, {len(y):,} images)")
+        plural = "s" * (len(members) > 1)
+        counts.append(f"{name} ({len(members)} member{plural}, {len(y):,} images)")
     base, base_pairs = np.array(alone["the image alone"]), np.array(pairs["the image alone"])
 
     def row(label: str) -> str:

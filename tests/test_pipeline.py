@@ -47,6 +47,7 @@ def test_run_writes_members_ensemble_report_and_export(pipeline, mnist_subset):
     assert {"loss", "accuracy"} <= set(manifest["final_metrics"])
     evaluation = json.loads((pipeline["study"] / "ensemble" / "evaluation.json").read_text())
     assert evaluation["test_images"] == 500 and len(evaluation["members"]) == 2
+    assert evaluation["ensemble"]["tta"] is False  # the smoke preset's default
     for name in ("confusion_matrix.png", "misclassified.png", "confused_pairs.md", "errors.json"):
         assert (pipeline["model"] / "report" / name).is_file()
     meta = json.loads((pipeline["model"] / "metadata.json").read_text())

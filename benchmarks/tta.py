@@ -24,25 +24,15 @@ from search.quiet import TF_ENV
 os.environ.update({**TF_ENV, **os.environ})  # TensorFlow as the toolkit runs it
 
 import numpy as np
+from scipy import ndimage
 from throughput import hardware, stale_install, update_benchmarks
 
 from search.compare import held_out_members
-from search.data import IMAGE_SHAPE
 from search.ensemble import load_member, predict, turn_matrix
 from search.retrain import load_study_data, validation_split
 from search.study import Study
 
 TURNS = (3.0, 5.0, 7.0, 9.0, 12.0)  # degrees each way
-
-
-def shifted(x: np.ndarray, down: int, right: int) -> np.ndarray:
-    """`x` [N, 28, 28] moved by whole pixels, black where moved in."""
-    out = np.zeros_like(x)
-    h, w = IMAGE_SHAPE
-    out[:, max(down, 0) : h + min(down, 0), max(right, 0) : w + min(right, 0)] = x[
-        :, max(-down, 0) : h + min(-down, 0), max(-right, 0) : w + min(-right, 0)
-    ]
-    return out
 
 
 def turned(x: np.ndarray, degrees: float) -> np.ndarray:
@@ -59,8 +49,8 @@ VIEWS: dict[str, tuple[str, float]] = {
 
 def views(x: np.ndarray, kind: str, degrees: float) -> list[np.ndarray]:
     """The views of `x` beside itself."""
-    if kind == "shifts":
-        return [shifted(x, d, r) for d, r in SHIFTS]
+    if kind == "shifts":  # whole pixels, black where moved in
+        return [ndimage.shift(x, (0, d, r), order=0) for d, r in SHIFTS]
     return [turned(x, -degrees), turned(x, degrees)]
 
 
@@ -81,9 +71,11 @@ def main() -> None:
         split = validation_split(study, load_study_data(study))
         x, y = split.x_val.astype(np.float32), split.y_val
         seen = {label: views(x, *how) for label, how in VIEWS.items()}
+        plain = [predict(m, x) for m in members]
         for label in alone:
             probs = [
-                np.mean([predict(m, v) for v in [x, *seen.get(label, [])]], axis=0) for m in members
+                np.mean([p, *(predict(m, v) for v in seen.get(label, []))], axis=0)
+                for m, p in zip(members, plain, strict=True)
             ]
             alone[label] += [int((p.argmax(axis=1) != y).sum()) for p in probs]
             pairs[label] += [
